@@ -1,0 +1,327 @@
+package failover
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Backoff is the cooldown schedule of one lane: the n-th consecutive failure
+// cools a member for Base·Factor^(n-1), at most Max, spread by ±Jitter.
+type Backoff struct {
+	Base   time.Duration // first cooldown
+	Max    time.Duration // cap; 0 means Base
+	Factor float64       // growth per consecutive failure; 0 means 2
+	Jitter float64       // relative spread in [0, 1]; 0.2 means ±20 %
+}
+
+// Cooldowns holds the schedule of each lane.
+type Cooldowns struct {
+	Transient Backoff // rate limits, overload, 5xx, timeouts, network
+	Quota     Backoff // quota and billing; applies to the member's whole Group
+	Permanent Backoff // auth, forbidden, not found
+	// PermanentUntilEnable disables a member on a permanent-lane failure
+	// until Enable is called, instead of cooling it on the Permanent
+	// schedule and probing it when the window ends.
+	PermanentUntilEnable bool
+}
+
+// DefaultCooldowns returns the default schedules:
+//   - transient: 5 s, ×2 per consecutive failure, cap 5 min, jitter ±20 %;
+//   - quota: 1 h, ×2, cap 24 h, jitter ±20 %;
+//   - permanent: 15 min, ×2, cap 6 h, jitter ±20 %.
+func DefaultCooldowns() Cooldowns {
+	return Cooldowns{
+		Transient: Backoff{Base: 5 * time.Second, Max: 5 * time.Minute, Factor: 2, Jitter: 0.2},
+		Quota:     Backoff{Base: time.Hour, Max: 24 * time.Hour, Factor: 2, Jitter: 0.2},
+		Permanent: Backoff{Base: 15 * time.Minute, Max: 6 * time.Hour, Factor: 2, Jitter: 0.2},
+	}
+}
+
+func (c Cooldowns) lane(l Lane) Backoff {
+	switch l {
+	case LaneQuota:
+		return c.Quota
+	case LanePermanent:
+		return c.Permanent
+	}
+	return c.Transient
+}
+
+func (c Cooldowns) validate() []error {
+	var errs []error
+	for _, b := range []struct {
+		name string
+		b    Backoff
+	}{{"Transient", c.Transient}, {"Quota", c.Quota}, {"Permanent", c.Permanent}} {
+		field := "WithCooldowns: " + b.name
+		if b.b.Base < 0 {
+			errs = append(errs, fmt.Errorf("%s.Base: duration %v is negative", field, b.b.Base))
+		}
+		if b.b.Max < 0 {
+			errs = append(errs, fmt.Errorf("%s.Max: duration %v is negative", field, b.b.Max))
+		} else if b.b.Max != 0 && b.b.Max < b.b.Base {
+			errs = append(errs, fmt.Errorf("%s.Max: %v is below Base %v", field, b.b.Max, b.b.Base))
+		}
+		if !(b.b.Jitter >= 0 && b.b.Jitter <= 1) {
+			errs = append(errs, fmt.Errorf("%s.Jitter: %v is outside [0, 1]", field, b.b.Jitter))
+		}
+		if b.b.Factor != 0 && !(b.b.Factor >= 1 && b.b.Factor <= 1e6) {
+			errs = append(errs, fmt.Errorf("%s.Factor: %v is outside [1, 1e6]", field, b.b.Factor))
+		}
+	}
+	return errs
+}
+
+// Window returns the cooldown after the level-th consecutive failure
+// (level 1 is the first), with jitter r in [0, 1) (0.5 means none).
+func (b Backoff) Window(level int, r float64) time.Duration {
+	limit := b.Max
+	if limit == 0 {
+		limit = b.Base
+	}
+	factor := b.Factor
+	if factor == 0 {
+		factor = 2
+	}
+	d := float64(b.Base) * math.Pow(factor, float64(max(level, 1)-1))
+	d *= 1 + b.Jitter*(2*r-1)
+	if !(d < float64(limit)) { // also +Inf
+		return limit
+	}
+	return time.Duration(max(d, 0))
+}
+
+// phase is a member's state; the exported view is State.
+type phase = int32
+
+const (
+	phaseActive phase = iota
+	phaseCooling
+	phaseProbing
+	phaseDisabled
+)
+
+// staleEpoch marks an outcome that belongs to no call of the current window.
+const staleEpoch = math.MaxUint64
+
+// memberState is the state of one member, kept by name across Update.
+//
+// phase and epoch are read without the lock on the hot path; they change
+// only under mu. Writers store phase before epoch and readers load epoch
+// before phase, so a call that sees a new epoch also sees the phase that
+// came with it.
+type memberState struct {
+	name string
+
+	phase     atomic.Int32
+	epoch     atomic.Uint64 // bumped whenever a window opens or ends
+	dirty     atomic.Bool   // a success must take the lock to reset counters
+	inFlight  atomic.Int64
+	requests  atomic.Uint64
+	failures  atomic.Uint64
+	mu        sync.Mutex
+	lane      Lane
+	reason    Reason
+	level     int           // consecutive failures in lane that shaped the window
+	window    time.Duration // length of the last window
+	until     time.Time     // end of the window
+	stable    time.Time     // before this, a failure continues the backoff
+	failCount int           // consecutive failures, reset on success
+	lastErr   string        // redacted
+	manual    bool          // disabled by Disable
+}
+
+// grant is a member acquired for one attempt.
+type grant struct {
+	epoch uint64
+	probe bool
+}
+
+// acquire claims the member for a call if it can serve now: Active, or at
+// the end of its window with no probe in flight (then the call is the probe).
+// now is read only for a member that is cooling.
+func (s *memberState) acquire(now func() time.Time) (grant, bool) {
+	epoch := s.epoch.Load()
+	switch s.phase.Load() {
+	case phaseActive:
+		s.inFlight.Add(1)
+		s.requests.Add(1)
+		return grant{epoch: epoch}, true
+	case phaseCooling:
+		t := now()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.phase.Load() != phaseCooling || t.Before(s.until) {
+			return grant{}, false
+		}
+		s.phase.Store(phaseProbing)
+		s.inFlight.Add(1)
+		s.requests.Add(1)
+		return grant{epoch: s.epoch.Load(), probe: true}, true
+	}
+	return grant{}, false
+}
+
+// ready reports whether acquire would succeed now, without claiming.
+func (s *memberState) ready(now func() time.Time) bool {
+	switch s.phase.Load() {
+	case phaseActive:
+		return true
+	case phaseCooling:
+		t := now()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.phase.Load() == phaseCooling && !t.Before(s.until)
+	}
+	return false
+}
+
+// change is what an outcome did to a member, for events.
+type change struct {
+	kind  EventKind // EventCooldown, EventDisabled or EventRecovered; 0 none
+	until time.Time
+	wake  bool // a member may have become available
+}
+
+// succeed records a success of a call that acquired g.
+func (s *memberState) succeed(g grant, now func() time.Time) change {
+	s.inFlight.Add(-1)
+	if !g.probe && !s.dirty.Load() {
+		return change{}
+	}
+	t := now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g.epoch != s.epoch.Load() {
+		return change{} // the window changed while this call was in flight
+	}
+	s.failCount = 0
+	if g.probe && s.phase.Load() == phaseProbing {
+		s.phase.Store(phaseActive)
+		s.stable = t.Add(s.window)
+		s.epoch.Add(1)
+		return change{kind: EventRecovered, wake: true}
+	}
+	if !t.Before(s.stable) {
+		s.level, s.lane, s.reason = 0, LaneNone, ""
+		s.dirty.Store(false)
+	}
+	return change{}
+}
+
+// fail records a failed outcome of a call that acquired g (epoch staleEpoch
+// for an outcome reported from outside a call). It opens, escalates or
+// extends the member's window as the verdict's lane requires.
+func (s *memberState) fail(g grant, v Verdict, errText string, cd *Cooldowns, now time.Time) change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lane := v.Reason.Lane()
+	if v.Reason.FailsOver() {
+		s.failures.Add(1)
+		s.failCount++
+		s.lastErr = errText
+		s.dirty.Store(true)
+	}
+	fresh := g.epoch == s.epoch.Load()
+	if lane == LaneNone {
+		if g.probe && fresh && s.phase.Load() == phaseProbing {
+			s.phase.Store(phaseCooling) // no verdict: release the probe slot
+			return change{wake: true}
+		}
+		return change{}
+	}
+	p := s.phase.Load()
+	if !fresh || (p != phaseActive && p != phaseProbing) {
+		// A call already in flight when the window opened: it escalates
+		// nothing, but a more severe lane replaces the window and a longer
+		// hint extends it.
+		if p == phaseActive || (p == phaseDisabled && s.manual) {
+			return change{}
+		}
+		if lane > s.lane {
+			return s.open(lane, 1, v, cd, now)
+		}
+		if end := now.Add(v.RetryAfter); v.RetryAfter > 0 && end.After(s.until) {
+			s.until = end
+			return change{kind: EventCooldown, until: end}
+		}
+		return change{}
+	}
+	level := s.level + 1
+	if lane != s.lane || (p == phaseActive && !now.Before(s.stable)) {
+		level = 1 // a new kind of failure, or the member was stable long enough
+	}
+	return s.open(lane, level, v, cd, now)
+}
+
+// open starts a window. It is called with mu held.
+func (s *memberState) open(lane Lane, level int, v Verdict, cd *Cooldowns, now time.Time) change {
+	s.lane, s.level, s.reason = lane, level, v.Reason
+	s.window = max(cd.lane(lane).Window(level, rand.Float64()), v.RetryAfter)
+	s.until = now.Add(s.window)
+	s.dirty.Store(true)
+	kind := EventCooldown
+	if lane == LanePermanent && cd.PermanentUntilEnable {
+		s.phase.Store(phaseDisabled)
+		kind = EventDisabled
+	} else {
+		s.phase.Store(phaseCooling)
+	}
+	s.epoch.Add(1)
+	return change{kind: kind, until: s.until}
+}
+
+// coolWith puts a member of the failing member's Group on the same quota
+// window, unless it is already out for longer.
+func (s *memberState) coolWith(lane Lane, level int, v Verdict, until, now time.Time) change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.phase.Load(); p == phaseDisabled || (p == phaseCooling && !s.until.Before(until)) {
+		return change{}
+	}
+	s.lane, s.level, s.reason, s.until = lane, max(level, s.level), v.Reason, until
+	s.window = until.Sub(now)
+	s.dirty.Store(true)
+	s.phase.Store(phaseCooling)
+	s.epoch.Add(1)
+	return change{kind: EventCooldown, until: until}
+}
+
+// release ends a call that produced no outcome (a panic in the caller's
+// function): the in-flight count drops and a probe slot is freed.
+func (s *memberState) release(g grant) change {
+	s.inFlight.Add(-1)
+	if !g.probe {
+		return change{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g.epoch == s.epoch.Load() && s.phase.Load() == phaseProbing {
+		s.phase.Store(phaseCooling)
+		return change{wake: true}
+	}
+	return change{}
+}
+
+// setEnabled clears every window (Enable) or takes the member out of
+// rotation (Disable).
+func (s *memberState) setEnabled(on bool) change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.lane, s.level, s.reason, s.failCount, s.manual = LaneNone, 0, "", 0, false
+		s.until, s.stable, s.window = time.Time{}, time.Time{}, 0
+		s.dirty.Store(false)
+		s.phase.Store(phaseActive)
+		s.epoch.Add(1)
+		return change{kind: EventRecovered, wake: true}
+	}
+	s.manual = true
+	s.phase.Store(phaseDisabled)
+	s.epoch.Add(1)
+	return change{kind: EventDisabled}
+}

@@ -1,0 +1,362 @@
+// Package failover makes LLM calls survive bad keys, rate limits, quota
+// exhaustion and provider outages.
+//
+// A [Pool] holds named members, one API configuration each (a client of any
+// type, typically *openai.Client, plus its priority, model and limits). [Do]
+// runs a call on the first member that can serve it. A failure is classified
+// into a [Reason]; the reason decides whether the call moves on to the next
+// member and which cooldown lane the failed member goes to. Cooldowns back
+// off exponentially and end with a single half-open probe, so a member that
+// cannot serve costs no upstream calls until it may have recovered.
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/llmfailover/failover/internal/redact"
+)
+
+// Errors of the pool. Match them with errors.Is.
+var (
+	// ErrExhausted: every member that could be tried failed.
+	ErrExhausted = errors.New("failover: every attempt failed")
+	// ErrUnavailable: no member could be tried (all cooling, disabled or
+	// limited). The *Error's RetryAt says when one recovers.
+	ErrUnavailable = errors.New("failover: no member available")
+	// ErrInvalid: New or Update got an invalid member or option, or Do got
+	// a nil function or context.
+	ErrInvalid = errors.New("failover: invalid configuration")
+	// ErrNilPool: a method was called on a nil *Pool.
+	ErrNilPool = errors.New("failover: nil pool")
+	// ErrUnknownMember: no member has the given name.
+	ErrUnknownMember = errors.New("failover: unknown member")
+	// ErrCoolingDown is the Err of an Attempt skipped because the member
+	// is cooling down.
+	ErrCoolingDown = errors.New("cooling down")
+	// ErrProbing is the Err of an Attempt skipped because another call is
+	// probing the member.
+	ErrProbing = errors.New("probe in flight")
+	// ErrDisabled is the Err of an Attempt skipped because the member is
+	// disabled.
+	ErrDisabled = errors.New("disabled")
+)
+
+// Error is returned by [Do] when no member served the call: it wraps
+// [ErrExhausted] when every member that was tried failed, and
+// [ErrUnavailable] when no member could be tried. errors.As finds the
+// providers' errors through it.
+type Error struct {
+	// Attempts has one entry per member tried, in order, then one per
+	// member skipped, with the reason it could not be tried.
+	Attempts []Attempt
+	// RetryAt is the earliest time a member that was not tried recovers;
+	// zero if none will without Enable.
+	RetryAt time.Time
+
+	kind error
+}
+
+// Attempt is one member's part in a failed call.
+type Attempt struct {
+	Member   string
+	Reason   Reason
+	Err      error // the provider's error, unchanged; for a skip, ErrCoolingDown, ErrProbing or ErrDisabled
+	Duration time.Duration
+	Skipped  bool
+}
+
+// Error describes every attempt. API keys are redacted.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.kind.Error())
+	for i, a := range e.Attempts {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(a.Member)
+		if a.Skipped {
+			b.WriteString(" skipped")
+		}
+		if a.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", a.Reason)
+		}
+		if a.Err != nil {
+			b.WriteString(": ")
+			b.WriteString(redact.String(a.Err.Error()))
+		}
+	}
+	if !e.RetryAt.IsZero() {
+		fmt.Fprintf(&b, "; retry at %s", e.RetryAt.UTC().Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+// Is reports whether target is ErrExhausted or ErrUnavailable, whichever
+// this error is.
+func (e *Error) Is(target error) bool { return target == e.kind }
+
+// Unwrap returns the attempts' errors, for errors.Is and errors.As.
+func (e *Error) Unwrap() []error {
+	errs := make([]error, 0, len(e.Attempts))
+	for _, a := range e.Attempts {
+		if a.Err != nil {
+			errs = append(errs, a.Err)
+		}
+	}
+	return errs
+}
+
+// Do calls fn with members of p until one succeeds, and returns its result.
+//
+// Members are tried in priority tiers, ordered inside a tier by the pool's
+// Strategy, each at most once; members that are cooling down, disabled or
+// being probed are skipped without a call. When fn fails, its error is
+// classified: for a reason that fails over (see [Reason.FailsOver]) the
+// member is cooled as its lane says and the next member is tried at once;
+// otherwise (bad request, context length, content filter, the caller's
+// cancellation) the error is returned unchanged and no member is penalised.
+//
+// When no member served, Do returns an [*Error]. fn receives a context that
+// carries the attempt timeout, if any. A panic in fn propagates to the
+// caller and leaves the pool consistent.
+func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, m Member[C]) (T, error), opts ...CallOption) (T, error) {
+	var zero T
+	switch {
+	case p == nil:
+		return zero, ErrNilPool
+	case fn == nil:
+		return zero, fmt.Errorf("%w: Do with a nil function", ErrInvalid)
+	case ctx == nil:
+		return zero, fmt.Errorf("%w: Do with a nil context", ErrInvalid)
+	}
+	c := p.cfg.Load()
+	limit := p.set.maxAttempts
+	if limit == 0 {
+		limit = len(c.members)
+	}
+	var (
+		tried    bitset
+		attempts []Attempt
+		clk      clock
+		waited   time.Time // when the call started to wait, if it did
+	)
+	for len(attempts) < limit {
+		if err := ctx.Err(); err != nil {
+			return zero, err
+		}
+		wake := p.wake.Load()
+		i, g, ok := p.pick(c, &tried, &clk)
+		if !ok {
+			e := p.unavailable(c, &tried, attempts, clk.now())
+			if p.wait(ctx, e.RetryAt, *wake, &waited, clk.now()) {
+				clk = clock{}
+				continue
+			}
+			p.exhausted(ctx, e)
+			return zero, e
+		}
+		m := &c.members[i]
+		if g.probe {
+			p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: len(attempts) + 1})
+		}
+		start := time.Now()
+		out, err := attempt(ctx, p, m, g, fn, &clk)
+		if err == nil {
+			if len(attempts) > 0 {
+				p.stick(c, i, clk.now())
+			}
+			return out, nil
+		}
+		now := time.Now()
+		v := p.verdict(ctx, err, now)
+		p.failed(ctx, c, m.Group, m.st, g, err, v, now, len(attempts)+1)
+		if !v.Reason.FailsOver() {
+			return zero, err
+		}
+		attempts = append(attempts, Attempt{Member: m.Name, Reason: v.Reason, Err: err, Duration: now.Sub(start)})
+		tried.set(i)
+		clk = clock{}
+	}
+	e := p.unavailable(c, &tried, attempts, time.Now())
+	p.exhausted(ctx, e)
+	return zero, e
+}
+
+// attempt runs fn on one member and settles the member's state, even when
+// fn panics.
+func attempt[C, T any](ctx context.Context, p *Pool[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *clock) (out T, err error) {
+	if d := p.set.attemptTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	settled := false
+	defer func() {
+		if !settled { // fn panicked
+			p.apply(ctx, m.st, m.st.release(g), Event{Member: m.Name})
+		}
+	}()
+	out, err = fn(ctx, m.Member)
+	settled = true
+	if err == nil {
+		p.apply(ctx, m.st, m.st.succeed(g, clk.now), Event{Member: m.Name})
+	}
+	return out, err
+}
+
+// verdict classifies err of an attempt: the caller's cancellation first,
+// then the configured classifier, then the default one.
+func (p *Pool[C]) verdict(ctx context.Context, err error, now time.Time) Verdict {
+	if ctx.Err() != nil {
+		return Verdict{Reason: ReasonCanceled}
+	}
+	return p.classify(err, now)
+}
+
+func (p *Pool[C]) classify(err error, now time.Time) Verdict {
+	if p.set.classifier != nil {
+		if v, ok := p.set.classifier(err); ok {
+			return v
+		}
+	}
+	return classifyAt(err, now)
+}
+
+// failed records a failed outcome on st, cools its Group on a quota
+// failure, and emits the events.
+func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *memberState, g grant, err error, v Verdict, now time.Time, n int) {
+	text := redact.String(err.Error())
+	st.inFlight.Add(-1)
+	ch := st.fail(g, v, redact.Truncate(text, maxErrText), &p.set.cooldowns, now)
+	if v.Reason.FailsOver() && n > 0 {
+		p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: v.Reason, Err: redactedError{err, text}, Attempt: n})
+	}
+	p.apply(ctx, st, ch, Event{Member: st.name, Reason: v.Reason, Err: redactedError{err, text}, Attempt: n})
+	if ch.kind == EventCooldown && v.Reason.Lane() == LaneQuota && group != "" {
+		for _, other := range c.groups[group] {
+			if other != st {
+				ev := Event{Member: other.name, Reason: v.Reason, Err: redactedError{err, "group " + group + ": " + text}}
+				p.apply(ctx, other, other.coolWith(LaneQuota, 1, v, ch.until, now), ev)
+			}
+		}
+	}
+}
+
+// apply turns a state change into events and wakes waiters.
+func (p *Pool[C]) apply(ctx context.Context, st *memberState, ch change, ev Event) {
+	if ch.wake {
+		p.notify()
+	}
+	if ch.kind != 0 {
+		ev.Kind, ev.Until = ch.kind, ch.until
+		p.emit(ctx, ev)
+	}
+}
+
+// unavailable builds the error for a call that cannot go on: the attempts
+// made, then every untried member with the reason it cannot serve, and the
+// earliest time one of them recovers.
+func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, now time.Time) *Error {
+	e := &Error{Attempts: attempts, kind: ErrExhausted}
+	if len(attempts) == 0 {
+		e.kind = ErrUnavailable
+	}
+	for i := range c.members {
+		if tried.has(i) {
+			continue
+		}
+		m := &c.members[i]
+		m.st.mu.Lock()
+		ph, reason, until := m.st.phase.Load(), m.st.reason, m.st.until
+		m.st.mu.Unlock()
+		a := Attempt{Member: m.Name, Reason: reason, Skipped: true}
+		recovers := time.Time{}
+		switch ph {
+		case phaseCooling:
+			a.Err = fmt.Errorf("%w until %s", ErrCoolingDown, until.UTC().Format(time.RFC3339))
+			recovers = until
+		case phaseProbing:
+			a.Err, recovers = ErrProbing, now
+		case phaseDisabled:
+			a.Err = ErrDisabled
+		default:
+			continue // ready, but the call ran out of attempts
+		}
+		e.Attempts = append(e.Attempts, a)
+		if !recovers.IsZero() && (e.RetryAt.IsZero() || recovers.Before(e.RetryAt)) {
+			e.RetryAt = recovers
+		}
+	}
+	if e.RetryAt.Before(now) && !e.RetryAt.IsZero() {
+		e.RetryAt = now
+	}
+	return e
+}
+
+// wait blocks until a member may have recovered, when WithWaitForRecovery
+// allows it and the recovery fits both the wait budget and ctx's deadline.
+// It reports whether the call should look again.
+func (p *Pool[C]) wait(ctx context.Context, retryAt time.Time, wake chan struct{}, waited *time.Time, now time.Time) bool {
+	if p.set.waitForRecovery <= 0 || retryAt.IsZero() {
+		return false
+	}
+	if waited.IsZero() {
+		*waited = now
+	}
+	limit := waited.Add(p.set.waitForRecovery)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(limit) {
+		limit = dl
+	}
+	if retryAt.After(limit) || !now.Before(limit) {
+		return false
+	}
+	timer := time.NewTimer(max(retryAt.Sub(now), 0))
+	defer timer.Stop()
+	budget := time.NewTimer(limit.Sub(now))
+	defer budget.Stop()
+	select {
+	case <-timer.C:
+	case <-wake:
+	case <-budget.C:
+	case <-ctx.Done():
+	}
+	return true
+}
+
+// exhausted emits EventExhausted for a call that failed.
+func (p *Pool[C]) exhausted(ctx context.Context, e *Error) {
+	p.emit(ctx, Event{Kind: EventExhausted, Err: redactedError{e, e.Error()}, Until: e.RetryAt, Attempt: len(e.Attempts)})
+}
+
+// bitset marks members tried in one call without allocating for pools of up
+// to 64 members.
+type bitset struct {
+	small uint64
+	big   []uint64
+}
+
+func (b *bitset) set(i int) {
+	if i < 64 {
+		b.small |= 1 << i
+		return
+	}
+	w := i/64 - 1
+	if w >= len(b.big) {
+		b.big = append(b.big, make([]uint64, w+1-len(b.big))...)
+	}
+	b.big[w] |= 1 << (i % 64)
+}
+
+func (b *bitset) has(i int) bool {
+	if i < 64 {
+		return b.small&(1<<i) != 0
+	}
+	w := i/64 - 1
+	return w < len(b.big) && b.big[w]&(1<<(i%64)) != 0
+}

@@ -1,0 +1,216 @@
+package failover
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sashabaranov/go-openai"
+)
+
+// MaxRetryHint caps every retry hint: a provider that asks for a longer wait
+// still gets its member probed after an hour.
+const MaxRetryHint = time.Hour
+
+// RetryHint returns the wait that response headers ask for, relative to now,
+// capped at [MaxRetryHint]; 0 if they ask for none. It reads, in order of
+// precedence:
+//   - retry-after-ms and x-ms-retry-after-ms (milliseconds);
+//   - Retry-After (seconds or an HTTP date);
+//   - reset headers: x-ratelimit-reset-requests and -tokens (OpenAI and Groq
+//     durations such as "6m0s", "1s", "20ms"), anthropic-ratelimit-*-reset
+//     (RFC 3339 timestamps), x-ratelimit-reset (seconds or a Unix timestamp).
+//     When a matching *-remaining-* header is 0, the latest reset of the
+//     exhausted dimensions is used, otherwise the earliest reset.
+//
+// Unparsable values are ignored.
+func RetryHint(h http.Header, now time.Time) time.Duration {
+	for _, k := range [...]string{"Retry-After-Ms", "X-Ms-Retry-After-Ms"} {
+		if f, err := strconv.ParseFloat(strings.TrimSpace(h.Get(k)), 64); err == nil && f > 0 {
+			return scaled(f, time.Millisecond)
+		}
+	}
+	if d := parseRetryAfter(h.Get("Retry-After"), now); d > 0 {
+		return capHint(d)
+	}
+	return capHint(resetHint(h, now))
+}
+
+// RetryHintFromBody returns the retryDelay of a google.rpc.RetryInfo detail
+// in a JSON error body (Gemini and other Google APIs, as an object or a
+// one-element array), capped at [MaxRetryHint]; 0 if there is none.
+func RetryHintFromBody(body []byte) time.Duration {
+	type detail struct {
+		Type       string `json:"@type"`
+		RetryDelay string `json:"retryDelay"`
+	}
+	type envelope struct {
+		Error struct {
+			Details []detail `json:"details"`
+		} `json:"error"`
+	}
+	var e envelope
+	if json.Unmarshal(body, &e) != nil {
+		var list []envelope
+		if json.Unmarshal(body, &list) != nil || len(list) == 0 {
+			return 0
+		}
+		e = list[0]
+	}
+	for _, d := range e.Error.Details {
+		if d.RetryDelay == "" {
+			continue
+		}
+		if dur, err := time.ParseDuration(d.RetryDelay); err == nil && dur > 0 {
+			return capHint(dur)
+		}
+	}
+	return 0
+}
+
+// hintOf finds the retry hint an error carries: a RetryAfter method, an
+// http.Header (see [RetryHint]), a JSON body with a RetryInfo, or a phrase
+// such as "Please try again in 6s" in the message.
+func hintOf(err error, now time.Time) time.Duration {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		if d := ra.RetryAfter(); d > 0 {
+			return capHint(d)
+		}
+	}
+	var hc interface{ Header() http.Header }
+	if errors.As(err, &hc) {
+		if d := RetryHint(hc.Header(), now); d > 0 {
+			return d
+		}
+	}
+	var reqErr *openai.RequestError
+	if errors.As(err, &reqErr) {
+		if d := RetryHintFromBody(reqErr.Body); d > 0 {
+			return d
+		}
+	}
+	return hintFromText(err.Error())
+}
+
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return scaled(f, time.Second)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// resetDims pairs reset headers with their remaining headers.
+var resetDims = [...]struct{ reset, remaining string }{
+	{"X-Ratelimit-Reset-Requests", "X-Ratelimit-Remaining-Requests"},
+	{"X-Ratelimit-Reset-Tokens", "X-Ratelimit-Remaining-Tokens"},
+	{"Anthropic-Ratelimit-Requests-Reset", "Anthropic-Ratelimit-Requests-Remaining"},
+	{"Anthropic-Ratelimit-Tokens-Reset", "Anthropic-Ratelimit-Tokens-Remaining"},
+	{"Anthropic-Ratelimit-Input-Tokens-Reset", "Anthropic-Ratelimit-Input-Tokens-Remaining"},
+	{"Anthropic-Ratelimit-Output-Tokens-Reset", "Anthropic-Ratelimit-Output-Tokens-Remaining"},
+	{"X-Ratelimit-Reset", "X-Ratelimit-Remaining"},
+}
+
+func resetHint(h http.Header, now time.Time) time.Duration {
+	var earliest, exhausted time.Duration
+	for _, dim := range resetDims {
+		d := parseReset(h.Get(dim.reset), now)
+		if d <= 0 {
+			continue
+		}
+		if strings.TrimSpace(h.Get(dim.remaining)) == "0" {
+			exhausted = max(exhausted, d)
+		}
+		if earliest == 0 || d < earliest {
+			earliest = d
+		}
+	}
+	if exhausted > 0 {
+		return exhausted
+	}
+	return earliest
+}
+
+// parseReset reads a reset value: a Go-style duration ("6m0s", "20ms"),
+// an RFC 3339 timestamp, plain seconds, or a Unix timestamp in seconds or
+// milliseconds.
+func parseReset(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		switch {
+		case f > 1e12: // Unix milliseconds
+			return time.UnixMilli(int64(f)).Sub(now)
+		case f > 1e9: // Unix seconds
+			return time.Unix(int64(f), 0).Sub(now)
+		}
+		return scaled(f, time.Second)
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return d
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+var textHint = regexp.MustCompile(`(?i)\b(?:retry|try again)(?: after| in)\s+((?:\d+(?:\.\d+)?(?:ms|h|m|s))+|\d+(?:\.\d+)?\s*(?:milliseconds?|seconds?|secs?|minutes?|mins?|hours?)\b)`)
+
+// hintFromText reads phrases such as "Please try again in 6s", "Please retry
+// in 43.5s" and "retry after 6 seconds".
+func hintFromText(msg string) time.Duration {
+	m := textHint.FindStringSubmatch(msg)
+	if m == nil {
+		return 0
+	}
+	s := strings.ToLower(strings.ReplaceAll(m[1], " ", ""))
+	if d, err := time.ParseDuration(s); err == nil {
+		return capHint(d)
+	}
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	f, err := strconv.ParseFloat(s[:i], 64)
+	if err != nil {
+		return 0
+	}
+	unit := time.Second
+	switch s[i] {
+	case 'm':
+		unit = time.Minute
+		if strings.HasPrefix(s[i:], "milli") {
+			unit = time.Millisecond
+		}
+	case 'h':
+		unit = time.Hour
+	}
+	return scaled(f, unit)
+}
+
+// scaled returns f units as a hint in [0, MaxRetryHint], without overflow.
+func scaled(f float64, unit time.Duration) time.Duration {
+	if !(f > 0) { // also NaN
+		return 0
+	}
+	if f >= float64(MaxRetryHint)/float64(unit) {
+		return MaxRetryHint
+	}
+	return time.Duration(f * float64(unit))
+}
+
+// capHint clamps a hint to [0, MaxRetryHint].
+func capHint(d time.Duration) time.Duration {
+	return min(max(d, 0), MaxRetryHint)
+}

@@ -1,0 +1,139 @@
+package failover
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+)
+
+// Strategy orders the members inside a priority tier.
+type Strategy int
+
+// The strategies. Tiers by Priority always come first; a strategy only
+// orders members of equal priority.
+const (
+	// Ordered tries members in the order they were given.
+	Ordered Strategy = iota
+	// RoundRobin starts each call at the next member of the tier.
+	RoundRobin
+	// Weighted spreads calls by Member.Weight with a smooth, deterministic
+	// interleaving (weights 3 and 1 serve a, a, b, a, …), not at random.
+	Weighted
+	// LeastInFlight picks the member with the fewest calls in flight; ties
+	// go to the earlier member.
+	LeastInFlight
+)
+
+var strategyNames = [...]string{"ordered", "round_robin", "weighted", "least_in_flight"}
+
+// String returns the strategy's name, such as "round_robin".
+func (s Strategy) String() string {
+	if s >= 0 && int(s) < len(strategyNames) {
+		return strategyNames[s]
+	}
+	return "Strategy(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Option configures a [Pool]. Options are checked by [New]: an invalid value
+// is an error that names the option, never a panic.
+type Option func(*settings)
+
+// settings is what the options set; New validates it as a whole.
+type settings struct {
+	strategy        Strategy
+	cooldowns       Cooldowns
+	classifier      Classifier
+	observer        func(Event)
+	logger          *slog.Logger
+	maxAttempts     int
+	attemptTimeout  time.Duration
+	waitForRecovery time.Duration
+	stickiness      time.Duration
+}
+
+// WithStrategy sets the order inside a priority tier. The default is Ordered.
+func WithStrategy(s Strategy) Option { return func(o *settings) { o.strategy = s } }
+
+// WithCooldowns replaces the cooldown schedules. Start from
+// [DefaultCooldowns] and change what you need.
+func WithCooldowns(c Cooldowns) Option { return func(o *settings) { o.cooldowns = c } }
+
+// WithClassifier sets a classifier consulted before the default one,
+// [Classify]. It decides whenever it returns ok=true.
+func WithClassifier(c Classifier) Option { return func(o *settings) { o.classifier = c } }
+
+// WithObserver sets a function called with every [Event]. It is called
+// synchronously from the goroutine that caused the event, never while the
+// pool holds a lock, so it may call the pool's methods. Keep it fast.
+func WithObserver(f func(Event)) Option { return func(o *settings) { o.observer = f } }
+
+// WithLogger logs events through l: failed attempts and cooldowns at Warn,
+// disabled members at Error, probes and recoveries at Info. Keys are
+// redacted. The default is no logging.
+func WithLogger(l *slog.Logger) Option { return func(o *settings) { o.logger = l } }
+
+// WithMaxAttempts caps the members one call tries (skipped members do not
+// count). The default, 0, tries every member once.
+func WithMaxAttempts(n int) Option { return func(o *settings) { o.maxAttempts = n } }
+
+// WithAttemptTimeout bounds each attempt. An attempt that runs out of time is
+// classified [ReasonTimeout] and the call fails over; the caller's own
+// deadline still bounds the whole call. The default, 0, sets no bound.
+func WithAttemptTimeout(d time.Duration) Option { return func(o *settings) { o.attemptTimeout = d } }
+
+// WithWaitForRecovery lets a call wait up to max for the earliest member to
+// recover when no member can be tried now, instead of failing at once with
+// [ErrUnavailable]. The call never waits past its context's deadline: when
+// the recovery comes later than the deadline it fails at once.
+func WithWaitForRecovery(max time.Duration) Option {
+	return func(o *settings) { o.waitForRecovery = max }
+}
+
+// WithStickiness damps flapping: after a call fails over, later calls start
+// at the member that took over for d before higher priorities are probed
+// again. The default, 0, goes back to the highest priority as soon as its
+// cooldown ends.
+func WithStickiness(d time.Duration) Option { return func(o *settings) { o.stickiness = d } }
+
+// CallOption configures one call of [Do].
+type CallOption func(*callSettings)
+
+type callSettings struct {
+	tokens int
+}
+
+// Tokens gives the estimated tokens of a call, for TPM limits.
+func Tokens(n int) CallOption { return func(c *callSettings) { c.tokens = n } }
+
+func newSettings(opts []Option) (settings, error) {
+	s := settings{cooldowns: DefaultCooldowns()}
+	var errs []error
+	for i, opt := range opts {
+		if opt == nil {
+			errs = append(errs, fmt.Errorf("option %d is nil", i))
+			continue
+		}
+		opt(&s)
+	}
+	if s.strategy < Ordered || s.strategy > LeastInFlight {
+		errs = append(errs, fmt.Errorf("WithStrategy: unknown strategy %d", int(s.strategy)))
+	}
+	if s.maxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("WithMaxAttempts: %d is negative", s.maxAttempts))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"WithAttemptTimeout", s.attemptTimeout}, {"WithWaitForRecovery", s.waitForRecovery}, {"WithStickiness", s.stickiness}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: duration %v is negative", d.name, d.v))
+		}
+	}
+	errs = append(errs, s.cooldowns.validate()...)
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return s, nil
+}

@@ -1,0 +1,369 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Member is one API configuration: a client of any type plus how to use it.
+type Member[C any] struct {
+	Name     string // unique and non-empty; shown in errors, events and status
+	Client   C      // for example *openai.Client; must not be nil
+	Priority int    // lower is tried first; equal priorities form a tier
+	Weight   int    // share inside a tier for Weighted; 0 means 1
+	Model    string // optional model this member serves (model-level fallback)
+	Group    string // optional shared account or quota bucket: quota errors cool the whole group
+	Limits   Limits // optional client-side limits
+}
+
+// Limits are client-side limits of a member. 0 means unlimited.
+type Limits struct {
+	RPM         int // requests per minute
+	TPM         int // tokens per minute, counted from Tokens
+	MaxInFlight int // concurrent calls
+}
+
+// Pool runs calls against its members with failover. Create it with [New];
+// all methods are safe for concurrent use.
+type Pool[C any] struct {
+	set    settings
+	cfg    atomic.Pointer[config[C]]
+	update sync.Mutex                    // serializes Update
+	sticky atomic.Pointer[stickTo[C]]    // set after a failover when WithStickiness is on
+	wake   atomic.Pointer[chan struct{}] // closed when a member may have become available
+}
+
+// config is an immutable snapshot of the members; Update swaps it.
+type config[C any] struct {
+	members []entry[C]
+	tiers   []*tier
+	groups  map[string][]*memberState
+	byName  map[string]int
+}
+
+type entry[C any] struct {
+	Member[C]
+	st *memberState
+}
+
+// tier is the members of one priority, in the order given.
+type tier struct {
+	idx    []int
+	weight []int // Weight, 0 replaced by 1
+	rr     atomic.Uint32
+	mu     sync.Mutex // guards cw
+	cw     []int      // current weights of the smooth weighted round robin
+}
+
+type stickTo[C any] struct {
+	cfg   *config[C]
+	idx   int
+	until time.Time
+}
+
+// New returns a pool of members. It checks every member and option and
+// returns an error wrapping [ErrInvalid] that names each problem: no members,
+// an empty or duplicate name, a negative weight or limit, a nil client, an
+// invalid option value.
+func New[C any](members []Member[C], opts ...Option) (*Pool[C], error) {
+	set, err := newSettings(opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool[C]{set: set}
+	c, err := p.build(members, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.cfg.Store(c)
+	ch := make(chan struct{})
+	p.wake.Store(&ch)
+	return p, nil
+}
+
+// Update replaces the members (a hot reload). A member whose Name stays keeps
+// its state: cooldown, counters and disable. Removed members disappear; new
+// ones start Active. Invalid input changes nothing and returns the same
+// errors as [New].
+func (p *Pool[C]) Update(members []Member[C]) error {
+	if p == nil {
+		return ErrNilPool
+	}
+	p.update.Lock()
+	defer p.update.Unlock()
+	c, err := p.build(members, p.cfg.Load())
+	if err != nil {
+		return err
+	}
+	p.cfg.Store(c)
+	p.notify()
+	return nil
+}
+
+func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error) {
+	if err := validateMembers(members); err != nil {
+		return nil, err
+	}
+	c := &config[C]{
+		members: make([]entry[C], len(members)),
+		groups:  make(map[string][]*memberState),
+		byName:  make(map[string]int, len(members)),
+	}
+	for i, m := range members {
+		st := &memberState{name: m.Name}
+		if old != nil {
+			if j, ok := old.byName[m.Name]; ok {
+				st = old.members[j].st
+			}
+		}
+		c.members[i] = entry[C]{Member: m, st: st}
+		c.byName[m.Name] = i
+		if m.Group != "" {
+			c.groups[m.Group] = append(c.groups[m.Group], st)
+		}
+	}
+	order := make([]int, len(members))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return members[a].Priority - members[b].Priority })
+	for k, i := range order {
+		if k == 0 || members[i].Priority != members[order[k-1]].Priority {
+			c.tiers = append(c.tiers, &tier{})
+		}
+		t := c.tiers[len(c.tiers)-1]
+		t.idx = append(t.idx, i)
+		t.weight = append(t.weight, max(members[i].Weight, 1))
+		t.cw = append(t.cw, 0)
+	}
+	return c, nil
+}
+
+func validateMembers[C any](members []Member[C]) error {
+	if len(members) == 0 {
+		return fmt.Errorf("%w: no members", ErrInvalid)
+	}
+	var errs []error
+	seen := make(map[string]int, len(members))
+	for i, m := range members {
+		where := fmt.Sprintf("member %d (%q)", i, m.Name)
+		if m.Name == "" {
+			where = fmt.Sprintf("member %d", i)
+			errs = append(errs, fmt.Errorf("%s: Name is empty", where))
+		} else if j, dup := seen[m.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s: Name duplicates member %d", where, j))
+		} else {
+			seen[m.Name] = i
+		}
+		if isNil(any(m.Client)) {
+			errs = append(errs, fmt.Errorf("%s: Client is nil", where))
+		}
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{"Weight", m.Weight}, {"Limits.RPM", m.Limits.RPM}, {"Limits.TPM", m.Limits.TPM}, {"Limits.MaxInFlight", m.Limits.MaxInFlight}} {
+			if f.v < 0 {
+				errs = append(errs, fmt.Errorf("%s: %s %d is negative", where, f.name, f.v))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface, reflect.UnsafePointer:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// clock reads the time at most once until reset: the healthy path never
+// reads it.
+type clock struct {
+	t   time.Time
+	set bool
+}
+
+func (c *clock) now() time.Time {
+	if !c.set {
+		c.t, c.set = time.Now(), true
+	}
+	return c.t
+}
+
+// pick claims the next member to try: the sticky member while stickiness
+// lasts, else the first member of the first tier that can serve, ordered by
+// the strategy. It returns false when no untried member can serve now.
+func (p *Pool[C]) pick(c *config[C], tried *bitset, clk *clock) (int, grant, bool) {
+	if s := p.sticky.Load(); s != nil {
+		if s.cfg != c || !clk.now().Before(s.until) {
+			p.sticky.CompareAndSwap(s, nil)
+		} else if !tried.has(s.idx) {
+			if g, ok := c.members[s.idx].st.acquire(clk.now); ok {
+				return s.idx, g, true
+			}
+		}
+	}
+	for _, t := range c.tiers {
+		if i, g, ok := p.pickInTier(c, t, tried, clk); ok {
+			return i, g, true
+		}
+	}
+	return 0, grant{}, false
+}
+
+func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *clock) (int, grant, bool) {
+	n := len(t.idx)
+	switch p.set.strategy {
+	case Weighted, LeastInFlight:
+		// Choose among members that are ready; a lost race for a probe
+		// slot makes the member unready, so this ends within n rounds.
+		for range n {
+			k := p.choose(c, t, tried, clk)
+			if k < 0 {
+				return 0, grant{}, false
+			}
+			if g, ok := c.members[t.idx[k]].st.acquire(clk.now); ok {
+				return t.idx[k], g, true
+			}
+		}
+		return 0, grant{}, false
+	}
+	start := 0
+	if p.set.strategy == RoundRobin && n > 1 {
+		start = int((t.rr.Add(1) - 1) % uint32(n))
+	}
+	for k := range n {
+		i := t.idx[(start+k)%n]
+		if tried.has(i) {
+			continue
+		}
+		if g, ok := c.members[i].st.acquire(clk.now); ok {
+			return i, g, true
+		}
+	}
+	return 0, grant{}, false
+}
+
+// choose returns the position in t of the member that Weighted or
+// LeastInFlight picks among the untried members ready to serve, or -1.
+func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *clock) int {
+	if p.set.strategy == LeastInFlight {
+		best, least := -1, int64(0)
+		for k, i := range t.idx {
+			st := c.members[i].st
+			if tried.has(i) || !st.ready(clk.now) {
+				continue
+			}
+			if n := st.inFlight.Load(); best < 0 || n < least {
+				best, least = k, n
+			}
+		}
+		return best
+	}
+	// Smooth weighted round robin (as in nginx): every ready member gains
+	// its weight, the richest is chosen and pays the total back.
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	best, total := -1, 0
+	for k, i := range t.idx {
+		if tried.has(i) || !c.members[i].st.ready(clk.now) {
+			continue
+		}
+		t.cw[k] += t.weight[k]
+		total += t.weight[k]
+		if best < 0 || t.cw[k] > t.cw[best] {
+			best = k
+		}
+	}
+	if best >= 0 {
+		t.cw[best] -= total
+	}
+	return best
+}
+
+// stick makes the member at idx the sticky one after it took over a call.
+func (p *Pool[C]) stick(c *config[C], idx int, now time.Time) {
+	if p.set.stickiness > 0 {
+		p.sticky.Store(&stickTo[C]{cfg: c, idx: idx, until: now.Add(p.set.stickiness)})
+	}
+}
+
+// notify wakes calls waiting for a member to recover.
+func (p *Pool[C]) notify() {
+	ch := make(chan struct{})
+	if old := p.wake.Swap(&ch); old != nil {
+		close(*old)
+	}
+}
+
+// member returns the member called name.
+func (p *Pool[C]) member(name string) (*config[C], *entry[C], error) {
+	if p == nil {
+		return nil, nil, ErrNilPool
+	}
+	c := p.cfg.Load()
+	if i, ok := c.byName[name]; ok {
+		return c, &c.members[i], nil
+	}
+	return nil, nil, fmt.Errorf("%w: %q", ErrUnknownMember, name)
+}
+
+// Enable puts the member called name back into rotation now: it clears its
+// cooldown, backoff level and any disable.
+func (p *Pool[C]) Enable(name string) error {
+	_, m, err := p.member(name)
+	if err != nil {
+		return err
+	}
+	p.apply(context.Background(), m.st, m.st.setEnabled(true), Event{Member: name})
+	return nil
+}
+
+// Disable takes the member called name out of rotation until Enable.
+// Calls already in flight on it finish normally.
+func (p *Pool[C]) Disable(name string) error {
+	_, m, err := p.member(name)
+	if err != nil {
+		return err
+	}
+	p.apply(context.Background(), m.st, m.st.setEnabled(false), Event{Member: name})
+	return nil
+}
+
+// Report records an outcome seen outside Do, such as a stream that broke
+// after its first chunk: err nil is a success, otherwise err is classified
+// as in Do and may cool the member. An outcome of a call that started before
+// the member's current window only extends that window, as in Do. Report of
+// an unknown name is ignored.
+func (p *Pool[C]) Report(name string, err error) {
+	c, m, e := p.member(name)
+	if e != nil {
+		return
+	}
+	st := m.st
+	g := grant{epoch: staleEpoch}
+	if st.phase.Load() == phaseActive {
+		g.epoch = st.epoch.Load()
+	}
+	st.inFlight.Add(1) // succeed and failed count the outcome out
+	now := time.Now()
+	if err == nil {
+		p.apply(context.Background(), st, st.succeed(g, func() time.Time { return now }), Event{Member: name})
+		return
+	}
+	p.failed(context.Background(), c, m.Group, st, g, err, p.classify(err, now), now, 0)
+}

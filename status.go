@@ -1,0 +1,99 @@
+package failover
+
+import (
+	"fmt"
+	"time"
+)
+
+// State is a member's place in rotation.
+type State int
+
+// The states. A member's cooldown ends with one probe: while it is in flight
+// the member is Probing and other calls skip it.
+const (
+	Active      State = iota // serves calls
+	CoolingDown              // skipped until Status.Until
+	Probing                  // one call is testing it after a cooldown
+	Disabled                 // skipped until Enable
+)
+
+var stateNames = [...]string{"active", "cooling_down", "probing", "disabled"}
+
+// String returns "active", "cooling_down", "probing" or "disabled".
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// MarshalText encodes the state as its String.
+func (s State) MarshalText() ([]byte, error) {
+	if s < 0 || int(s) >= len(stateNames) {
+		return nil, fmt.Errorf("failover: invalid State %d", int(s))
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText decodes a state written by MarshalText.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("failover: unknown State %q", b)
+}
+
+// Status is a snapshot of one member. It holds nothing secret: LastError is
+// redacted.
+type Status struct {
+	Name                string    `json:"name"`
+	Model               string    `json:"model,omitempty"`
+	Priority            int       `json:"priority"`
+	State               State     `json:"state"`
+	Reason              Reason    `json:"reason,omitempty"` // why it last left rotation
+	Until               time.Time `json:"until,omitzero"`   // end of the cooldown
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	InFlight            int       `json:"in_flight"`
+	Requests            uint64    `json:"requests"`
+	Failures            uint64    `json:"failures"`
+	LastError           string    `json:"last_error,omitempty"`
+}
+
+// Status returns a snapshot of every member, in the order given to New or
+// Update. A member whose cooldown has ended is Active: the next call probes
+// it.
+func (p *Pool[C]) Status() []Status {
+	if p == nil {
+		return nil
+	}
+	c := p.cfg.Load()
+	now := time.Now()
+	out := make([]Status, len(c.members))
+	for i := range c.members {
+		m := &c.members[i]
+		st := m.st
+		st.mu.Lock()
+		s := Status{
+			Name: m.Name, Model: m.Model, Priority: m.Priority,
+			State:               State(st.phase.Load()),
+			Reason:              st.reason,
+			ConsecutiveFailures: st.failCount,
+			LastError:           st.lastErr,
+		}
+		if s.State == CoolingDown {
+			s.Until = st.until
+		}
+		st.mu.Unlock()
+		if s.State == CoolingDown && !now.Before(s.Until) {
+			s.State = Active
+		}
+		s.InFlight = int(st.inFlight.Load())
+		s.Requests = st.requests.Load()
+		s.Failures = st.failures.Load()
+		out[i] = s
+	}
+	return out
+}

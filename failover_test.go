@@ -35,7 +35,7 @@ func TestRateLimitFailsOverAndProbesOnce(t *testing.T) {
 		st := status(t, p, "a")
 		assert.Equal(t, failover.CoolingDown, st.State)
 		assert.Equal(t, failover.ReasonRateLimit, st.Reason)
-		window := st.Until.Sub(time.Now())
+		window := time.Until(st.Until)
 		assert.GreaterOrEqual(t, window, 4*time.Second)
 		assert.LessOrEqual(t, window, 6*time.Second)
 
@@ -70,7 +70,7 @@ func TestTransientWindowDoublesPerFailedProbe(t *testing.T) {
 			require.NoError(t, err)
 			st := status(t, p, "a")
 			assert.Equal(t, failover.ReasonOverloaded, st.Reason)
-			assert.Equal(t, want, st.Until.Sub(time.Now()))
+			assert.Equal(t, want, time.Until(st.Until))
 			time.Sleep(want)
 		}
 		assert.EqualValues(t, 4, a.calls.Load())
@@ -139,7 +139,7 @@ func TestQuotaCoolsGroup(t *testing.T) {
 		for _, name := range []string{"a", "b"} {
 			st := status(t, p, name)
 			assert.Equal(t, failover.ReasonQuota, st.Reason, name)
-			assert.Equal(t, time.Hour, st.Until.Sub(time.Now()), name)
+			assert.Equal(t, time.Hour, time.Until(st.Until), name)
 		}
 		time.Sleep(59 * time.Minute)
 		got, _ = failover.Do(ctx, p, call)
@@ -150,7 +150,7 @@ func TestQuotaCoolsGroup(t *testing.T) {
 		assert.Equal(t, "c", got, "a's probe fails and cools the group again")
 		assert.EqualValues(t, 2, a.calls.Load())
 		assert.EqualValues(t, 0, b.calls.Load())
-		assert.Equal(t, 2*time.Hour, status(t, p, "b").Until.Sub(time.Now()))
+		assert.Equal(t, 2*time.Hour, time.Until(status(t, p, "b").Until))
 	})
 }
 
@@ -291,7 +291,7 @@ func TestConcurrentFailuresEscalateOnce(t *testing.T) {
 		wg.Wait()
 		assert.EqualValues(t, 10, a.calls.Load())
 		st := status(t, p, "a")
-		assert.Equal(t, 5*time.Second, st.Until.Sub(time.Now()), "level 1, not 10")
+		assert.Equal(t, 5*time.Second, time.Until(st.Until), "level 1, not 10")
 		assert.EqualValues(t, 10, st.Failures)
 
 		// The probe after the window escalates to level 2, not 11.
@@ -299,7 +299,7 @@ func TestConcurrentFailuresEscalateOnce(t *testing.T) {
 		a.delay = 0
 		_, err := failover.Do(ctx, p, call)
 		require.NoError(t, err)
-		assert.Equal(t, 10*time.Second, status(t, p, "a").Until.Sub(time.Now()))
+		assert.Equal(t, 10*time.Second, time.Until(status(t, p, "a").Until))
 	})
 }
 
@@ -311,7 +311,7 @@ func TestRetryAfterIsFloor(t *testing.T) {
 		p := newPool(t, members(a, &fakeClient{}))
 		_, err := failover.Do(ctx, p, call)
 		require.NoError(t, err)
-		assert.Equal(t, 30*time.Second, status(t, p, "a").Until.Sub(time.Now()))
+		assert.Equal(t, 30*time.Second, time.Until(status(t, p, "a").Until))
 		time.Sleep(29 * time.Second)
 		got, _ := failover.Do(ctx, p, call)
 		assert.Equal(t, "b", got)
@@ -552,10 +552,10 @@ func TestEnableDisableReport(t *testing.T) {
 		st := status(t, p, "a")
 		assert.Equal(t, failover.CoolingDown, st.State)
 		assert.Equal(t, failover.ReasonServer, st.Reason)
-		assert.Equal(t, 5*time.Second, st.Until.Sub(time.Now()))
+		assert.Equal(t, 5*time.Second, time.Until(st.Until))
 		// A second report from a call of the same window escalates nothing.
 		p.Report("a", midStream)
-		assert.Equal(t, 5*time.Second, status(t, p, "a").Until.Sub(time.Now()))
+		assert.Equal(t, 5*time.Second, time.Until(status(t, p, "a").Until))
 		p.Report("a", nil)
 		assert.Equal(t, failover.CoolingDown, status(t, p, "a").State, "a stale success does not end a window")
 		p.Report("nope", nil)

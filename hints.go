@@ -152,9 +152,9 @@ func parseReset(v string, now time.Time) time.Duration {
 	}
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
 		switch {
-		case f > 1e12: // Unix milliseconds
+		case f >= 1e11: // Unix milliseconds (after 1973)
 			return time.UnixMilli(int64(f)).Sub(now)
-		case f > 1e9: // Unix seconds
+		case f >= 1e8: // Unix seconds (after 1973); no wait is three years
 			return time.Unix(int64(f), 0).Sub(now)
 		}
 		return scaled(f, time.Second)

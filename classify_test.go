@@ -261,13 +261,13 @@ func TestRetryHint(t *testing.T) {
 		assert.Equal(t, 43*time.Second, failover.RetryHintFromBody([]byte("["+gemini+"]")))
 		assert.Zero(t, failover.RetryHintFromBody([]byte("<html>")))
 		for msg, want := range map[string]time.Duration{
-			"Rate limit reached for gpt-4o. Please try again in 6s.":                       6 * time.Second,
-			"Please try again in 1m30s.":                                                  90 * time.Second,
-			"Please try again in 20ms.":                                                   20 * time.Millisecond,
-			"Please retry in 43.5s.":                                                      43500 * time.Millisecond,
+			"Rate limit reached for gpt-4o. Please try again in 6s.":                     6 * time.Second,
+			"Please try again in 1m30s.":                                                 90 * time.Second,
+			"Please try again in 20ms.":                                                  20 * time.Millisecond,
+			"Please retry in 43.5s.":                                                     43500 * time.Millisecond,
 			"Requests have exceeded the token rate limit. Please retry after 6 seconds.": 6 * time.Second,
-			"try again in 2 minutes":                                                      2 * time.Minute,
-			"retry later":                                                                 0,
+			"try again in 2 minutes":                                                     2 * time.Minute,
+			"retry later":                                                                0,
 		} {
 			assert.Equal(t, want, failover.Classify(errors.New(msg)).RetryAfter, msg)
 		}

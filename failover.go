@@ -65,6 +65,10 @@ type Attempt struct {
 	Member   string
 	Reason   Reason
 	Err      error // the provider's error, unchanged; for a skip, ErrCoolingDown, ErrProbing or ErrDisabled
+	// Duration is how long the attempt took. The first attempt of a call
+	// is timed only when the pool has an observer, a logger or an attempt
+	// timeout (so that the healthy path reads no clock); otherwise its
+	// Duration is 0. Later attempts are always timed.
 	Duration time.Duration
 	Skipped  bool
 }
@@ -145,6 +149,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		attempts []Attempt
 		clk      clock
 		waited   time.Time // when the call started to wait, if it did
+		start    time.Time // of the current attempt, when timed
 	)
 	for len(attempts) < limit {
 		if err := ctx.Err(); err != nil {
@@ -165,7 +170,9 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		if g.probe {
 			p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: len(attempts) + 1})
 		}
-		start := time.Now()
+		if len(attempts) == 0 && p.set.timed() {
+			start = time.Now()
+		}
 		out, err := attempt(ctx, p, m, g, fn, &clk)
 		if err == nil {
 			if len(attempts) > 0 {
@@ -179,9 +186,13 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		if !v.Reason.FailsOver() {
 			return zero, err
 		}
-		attempts = append(attempts, Attempt{Member: m.Name, Reason: v.Reason, Err: err, Duration: now.Sub(start)})
+		a := Attempt{Member: m.Name, Reason: v.Reason, Err: err}
+		if !start.IsZero() {
+			a.Duration = now.Sub(start)
+		}
+		attempts = append(attempts, a)
 		tried.set(i)
-		clk = clock{}
+		clk, start = clock{}, now
 	}
 	e := p.unavailable(c, &tried, attempts, time.Now())
 	p.exhausted(ctx, e)

@@ -107,6 +107,11 @@ type callSettings struct {
 // Tokens gives the estimated tokens of a call, for TPM limits.
 func Tokens(n int) CallOption { return func(c *callSettings) { c.tokens = n } }
 
+// timed reports whether the first attempt of a call is timed.
+func (s *settings) timed() bool {
+	return s.observer != nil || s.logger != nil || s.attemptTimeout > 0
+}
+
 func newSettings(opts []Option) (settings, error) {
 	s := settings{cooldowns: DefaultCooldowns()}
 	var errs []error

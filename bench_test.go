@@ -1,0 +1,89 @@
+package failover_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/llmfailover/failover"
+	"github.com/sashabaranov/go-openai"
+)
+
+var sink string
+
+func noop(_ context.Context, m failover.Member[string]) (string, error) { return m.Client, nil }
+
+func benchPool(b *testing.B, n int, opts ...failover.Option) *failover.Pool[string] {
+	ms := make([]failover.Member[string], n)
+	for i := range ms {
+		ms[i] = failover.Member[string]{Name: fmt.Sprintf("m%d", i), Client: "ok"}
+	}
+	p, err := failover.New(ms, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkDirect is the baseline: the no-op call without the pool.
+func BenchmarkDirect(b *testing.B) {
+	m := failover.Member[string]{Name: "m0", Client: "ok"}
+	for b.Loop() {
+		sink, _ = noop(context.Background(), m)
+	}
+}
+
+// BenchmarkDo is the healthy path: Do around a no-op call.
+func BenchmarkDo(b *testing.B) {
+	for _, n := range []int{4, 64, 1024} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			p := benchPool(b, n)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				sink, _ = failover.Do(ctx, p, noop)
+			}
+		})
+	}
+	b.Run("parallel", func(b *testing.B) {
+		p := benchPool(b, 4)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				sink, _ = failover.Do(ctx, p, noop)
+			}
+		})
+	})
+}
+
+// BenchmarkDoFailover: the first member answers 429 (its cooldown is
+// cleared each time so it is tried again), the second serves.
+func BenchmarkDoFailover(b *testing.B) {
+	p := benchPool(b, 4)
+	ctx := context.Background()
+	limited := &openai.APIError{HTTPStatusCode: 429, Message: "Rate limit reached"}
+	fn := func(_ context.Context, m failover.Member[string]) (string, error) {
+		if m.Name == "m0" {
+			return "", limited
+		}
+		return m.Client, nil
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		sink, _ = failover.Do(ctx, p, fn)
+		_ = p.Enable("m0")
+	}
+}
+
+func BenchmarkStatus(b *testing.B) {
+	for _, n := range []int{4, 64, 1024} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			p := benchPool(b, n)
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = p.Status()
+			}
+		})
+	}
+}

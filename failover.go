@@ -327,12 +327,18 @@ func (p *Pool[C]) wait(ctx context.Context, retryAt time.Time, wake chan struct{
 	if retryAt.After(limit) || !now.Before(limit) {
 		return false
 	}
-	timer := time.NewTimer(max(retryAt.Sub(now), 0))
-	defer timer.Stop()
+	// A member being probed recovers when its probe ends, which wakes us:
+	// no timer for it, so the wait cannot spin.
+	var due <-chan time.Time
+	if retryAt.After(now) {
+		timer := time.NewTimer(retryAt.Sub(now))
+		defer timer.Stop()
+		due = timer.C
+	}
 	budget := time.NewTimer(limit.Sub(now))
 	defer budget.Stop()
 	select {
-	case <-timer.C:
+	case <-due:
 	case <-wake:
 	case <-budget.C:
 	case <-ctx.Done():

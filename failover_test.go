@@ -587,3 +587,30 @@ func TestDoBadInput(t *testing.T) {
 	assert.Nil(t, nilPool.Status())
 	assert.True(t, errors.Is(nilPool.Update(nil), failover.ErrNilPool))
 }
+
+// Callers waiting for a recovery do not spin while the single probe runs:
+// they wake when it ends and then all succeed on the recovered member.
+func TestWaitersFollowTheProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := &fakeClient{fail: firstN(1, apiErr(429, nil, "rate limited"))}
+		p := newPool(t, members(a), failover.WithCooldowns(exact()), failover.WithWaitForRecovery(time.Minute))
+		_, err := failover.Do(ctx, p, call)
+		require.ErrorIs(t, err, failover.ErrExhausted)
+		a.delay = time.Second
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				got, err := failover.Do(ctx, p, call)
+				assert.NoError(t, err)
+				assert.Equal(t, "a", got)
+			})
+		}
+		time.Sleep(5*time.Second + time.Second/2)
+		assert.Equal(t, failover.Probing, status(t, p, "a").State)
+		assert.EqualValues(t, 2, a.calls.Load(), "one probe while the others wait")
+		wg.Wait()
+		assert.EqualValues(t, 21, a.calls.Load())
+		assert.Equal(t, 7*time.Second, time.Since(start), "5 s window, 1 s probe, 1 s call")
+	})
+}

@@ -62,9 +62,9 @@ type Error struct {
 
 // Attempt is one member's part in a failed call.
 type Attempt struct {
-	Member   string
-	Reason   Reason
-	Err      error // the provider's error, unchanged; for a skip, ErrCoolingDown, ErrProbing or ErrDisabled
+	Member string
+	Reason Reason
+	Err    error // the provider's error, unchanged; for a skip, ErrCoolingDown, ErrProbing or ErrDisabled
 	// Duration is how long the attempt took. The first attempt of a call
 	// is timed only when the pool has an observer, a logger or an attempt
 	// timeout (so that the healthy path reads no clock); otherwise its

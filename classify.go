@@ -138,6 +138,14 @@ func classifyReason(err error) Verdict {
 	case errors.Is(err, context.DeadlineExceeded):
 		return Verdict{Reason: ReasonTimeout}
 	}
+	for _, re := range requestErrors {
+		if errors.Is(err, re) {
+			return Verdict{Reason: ReasonBadRequest}
+		}
+	}
+	if errors.Is(err, openai.ErrTooManyEmptyStreamMessages) {
+		return Verdict{Reason: ReasonServer}
+	}
 	var apiErr *openai.APIError
 	if errors.As(err, &apiErr) {
 		return classifyAPIError(apiErr)
@@ -158,6 +166,20 @@ func classifyReason(err error) Verdict {
 		return classifyStatus(status, "", msg)
 	}
 	return Verdict{Reason: reasonFromText(msg, ReasonUnknown)}
+}
+
+// requestErrors are go-openai's checks of a request before it is sent: the
+// request is at fault, so no other member is tried.
+var requestErrors = []error{
+	openai.ErrChatCompletionInvalidModel, openai.ErrChatCompletionStreamNotSupported,
+	openai.ErrContentFieldsMisused, openai.ErrCompletionUnsupportedModel,
+	openai.ErrCompletionStreamNotSupported, openai.ErrCompletionRequestPromptTypeNotSupported,
+	openai.ErrO1MaxTokensDeprecated, openai.ErrReasoningModelMaxTokensDeprecated,
+	openai.ErrO1BetaLimitationsMessageTypes, openai.ErrO1BetaLimitationsTools,
+	openai.ErrO1BetaLimitationsLogprobs, openai.ErrO1BetaLimitationsOther,
+	openai.ErrReasoningModelLimitationsLogprobs, openai.ErrReasoningModelLimitationsOther,
+	openai.ErrReasoningEffortUnsupported, openai.ErrReasoningToolsRequireResponses,
+	openai.ErrReasoningSamplingUnsupported,
 }
 
 // classifyAPIError classifies go-openai's parsed error, including mid-stream

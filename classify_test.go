@@ -178,6 +178,8 @@ func TestClassifyErrors(t *testing.T) {
 		{"text rate limit", errors.New("provider said: rate limit exceeded, slow down"), failover.ReasonRateLimit},
 		{"text context", errors.New("This model's maximum context length is 8192 tokens"), failover.ReasonContextLength},
 		{"anything else", errors.New("something odd"), failover.ReasonUnknown},
+		{"go-openai request check", openai.ErrContentFieldsMisused, failover.ReasonBadRequest},
+		{"go-openai empty stream", openai.ErrTooManyEmptyStreamMessages, failover.ReasonServer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, failover.Classify(tc.err).Reason, "%v", tc.err)

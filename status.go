@@ -1,7 +1,9 @@
 package failover
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -96,4 +98,20 @@ func (p *Pool[C]) Status() []Status {
 		out[i] = s
 	}
 	return out
+}
+
+// StatusHandler serves p.Status() as a JSON array, for an app's admin
+// endpoint. It holds nothing secret: names, models, states, counters and
+// redacted errors. It answers GET and HEAD only.
+func StatusHandler[C any](p *Pool[C]) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(p.Status())
+	})
 }

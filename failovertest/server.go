@@ -1,0 +1,403 @@
+// Package failovertest provides a fake OpenAI-compatible provider for
+// testing failover setups, in the spirit of net/http/httptest.
+//
+// A [Server] tells API keys apart by their credential header
+// (Authorization: Bearer, api-key or x-api-key) and answers each key from
+// its own script: a sequence of [Response] values (status, headers, JSON
+// body, SSE chunks, mid-stream errors, delays). It counts the calls each key
+// receives and records what they asked for.
+//
+// The server runs in memory by default: [Server.HTTPClient] delivers requests
+// to it without a network, so tests can run inside a testing/synctest bubble
+// with fake time, and streamed chunks arrive one by one. [Server.Start]
+// also serves it on a loopback port for clients that need a URL.
+package failovertest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sashabaranov/go-openai"
+)
+
+// BaseURL is the base URL of the in-memory server; any host works with
+// [Server.HTTPClient], this one reads well in logs.
+const BaseURL = "http://failovertest.invalid/v1"
+
+// Response is one scripted answer.
+type Response struct {
+	// Status is the HTTP status; 0 means 200.
+	Status int
+	// Header is added to the response.
+	Header http.Header
+	// Body is the response body, sent as is (usually JSON). Empty with a
+	// 2xx status means a default success for the endpoint and model asked.
+	Body string
+	// Chunks makes a 200 answer an SSE stream: each chunk is sent as one
+	// "data: <chunk>" event, then "data: [DONE]" unless NoDone is set.
+	// Use [Chunk] for a chat delta and [ErrorEvent] for a mid-stream error.
+	Chunks []string
+	// NoDone ends the stream without "data: [DONE]", as a dropped
+	// connection does.
+	NoDone bool
+	// Delay is waited before the status line; ChunkDelay before each chunk.
+	// Both end early when the client goes away.
+	Delay, ChunkDelay time.Duration
+}
+
+// Request is what one call asked for.
+type Request struct {
+	Key    string // the credential the call carried
+	Path   string
+	Model  string
+	Stream bool
+	Body   []byte
+}
+
+// Server is a fake OpenAI-compatible provider. Its methods are safe for
+// concurrent use. Create it with [NewServer].
+type Server struct {
+	mu       sync.Mutex
+	scripts  map[string][]Response
+	requests []Request
+	ts       *httptest.Server
+}
+
+// NewServer returns a server with no scripts: every key is answered with a
+// default success until [Server.Script] says otherwise.
+func NewServer() *Server {
+	return &Server{scripts: make(map[string][]Response)}
+}
+
+// Script sets the answers for key: the n-th call gets rs[n-1], and calls
+// after the last get the last answer again. It replaces an earlier script
+// and resets nothing else.
+func (s *Server) Script(key string, rs ...Response) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scripts[key] = append([]Response(nil), rs...)
+}
+
+// Calls returns the number of calls that carried key.
+func (s *Server) Calls(key string) int {
+	return len(s.Requests(key))
+}
+
+// Requests returns the calls that carried key, in order; with key "" all calls.
+func (s *Server) Requests(key string) []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Request
+	for _, r := range s.requests {
+		if key == "" || r.Key == key {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Reset forgets the recorded calls; scripts restart from their first answer.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = nil
+}
+
+// HTTPClient returns a client whose requests the server answers in memory,
+// whatever their host. Responses stream: a client reads each chunk as the
+// server writes it.
+func (s *Server) HTTPClient() *http.Client {
+	return &http.Client{Transport: memoryTransport{s}}
+}
+
+// Config returns a go-openai configuration for key that talks to the server:
+// over the network after Start, else in memory.
+func (s *Server) Config(key string) openai.ClientConfig {
+	cfg := openai.DefaultConfig(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts != nil {
+		cfg.BaseURL = s.ts.URL + "/v1"
+	} else {
+		cfg.BaseURL = BaseURL
+		cfg.HTTPClient = s.HTTPClient()
+	}
+	return cfg
+}
+
+// Start serves on a loopback port and returns the base URL ("http://127.0.0.1:port/v1").
+// Close stops it.
+func (s *Server) Start() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts == nil {
+		s.ts = httptest.NewServer(s)
+	}
+	return s.ts.URL + "/v1"
+}
+
+// Close stops the listener started by Start, if any.
+func (s *Server) Close() {
+	s.mu.Lock()
+	ts := s.ts
+	s.ts = nil
+	s.mu.Unlock()
+	if ts != nil {
+		ts.Close()
+	}
+}
+
+// ServeHTTP answers one call from the script of its key.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var fields struct {
+		Model  string `json:"model"`
+		Stream bool   `json:"stream"`
+	}
+	_ = json.Unmarshal(body, &fields)
+	req := Request{Key: keyOf(r), Path: r.URL.Path, Model: fields.Model, Stream: fields.Stream, Body: body}
+
+	s.mu.Lock()
+	n := 0
+	for _, old := range s.requests {
+		if old.Key == req.Key {
+			n++
+		}
+	}
+	s.requests = append(s.requests, req)
+	script := s.scripts[req.Key]
+	s.mu.Unlock()
+
+	resp := Response{}
+	if len(script) > 0 {
+		resp = script[min(n, len(script)-1)]
+	}
+	if !wait(r, resp.Delay) {
+		return
+	}
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if resp.Chunks == nil && resp.Body == "" && status < 300 && req.Stream {
+		resp.Chunks = []string{Chunk(req.Model, "ok")}
+	}
+	if resp.Chunks != nil && status < 300 {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(status)
+		flush(w)
+		for _, c := range resp.Chunks {
+			if !wait(r, resp.ChunkDelay) {
+				return
+			}
+			fmt.Fprintf(w, "data: %s\n\n", c)
+			flush(w)
+		}
+		if !resp.NoDone {
+			_, _ = io.WriteString(w, "data: [DONE]\n\n")
+		}
+		return
+	}
+	b := resp.Body
+	if b == "" && status < 300 {
+		b = defaultBody(req)
+	}
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, b)
+}
+
+// keyOf returns the credential of a request, from Authorization: Bearer,
+// api-key (Azure) or x-api-key (Anthropic-style).
+func keyOf(r *http.Request) string {
+	if v := r.Header.Get("Authorization"); v != "" {
+		return strings.TrimSpace(strings.TrimPrefix(v, "Bearer "))
+	}
+	if v := r.Header.Get("api-key"); v != "" {
+		return v
+	}
+	return r.Header.Get("x-api-key")
+}
+
+func wait(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return r.Context().Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+func flush(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func defaultBody(req Request) string {
+	var v any
+	switch {
+	case strings.HasSuffix(req.Path, "/embeddings"):
+		v = map[string]any{"object": "list", "model": req.Model,
+			"data": []any{map[string]any{"object": "embedding", "index": 0, "embedding": []float64{0.1, 0.2, 0.3}}}}
+	case strings.HasSuffix(req.Path, "/chat/completions"):
+		v = openai.ChatCompletionResponse{ID: "chatcmpl-fake", Object: "chat.completion", Model: req.Model,
+			Choices: []openai.ChatCompletionChoice{{Message: openai.ChatCompletionMessage{Role: "assistant", Content: "ok"}, FinishReason: "stop"}}}
+	default:
+		v = openai.CompletionResponse{ID: "cmpl-fake", Object: "text_completion", Model: req.Model,
+			Choices: []openai.CompletionChoice{{Text: "ok", FinishReason: "stop"}}}
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// Chunk returns a chat completion chunk whose delta is content.
+func Chunk(model, content string) string {
+	b, _ := json.Marshal(openai.ChatCompletionStreamResponse{ID: "chatcmpl-fake", Object: "chat.completion.chunk", Model: model,
+		Choices: []openai.ChatCompletionStreamChoice{{Delta: openai.ChatCompletionStreamChoiceDelta{Content: content}}}})
+	return string(b)
+}
+
+// ErrorBody returns an OpenAI-style error body.
+func ErrorBody(typ, code, message string) string {
+	e := map[string]any{"message": message, "type": typ, "param": nil, "code": nil}
+	if code != "" {
+		e["code"] = code
+	}
+	b, _ := json.Marshal(map[string]any{"error": e})
+	return string(b)
+}
+
+// ErrorEvent returns a mid-stream error event (an SSE data payload), as
+// OpenAI sends when a stream fails after it started.
+func ErrorEvent(typ, message string) string { return ErrorBody(typ, "", message) }
+
+// Error returns a scripted error answer with an OpenAI-style body.
+func Error(status int, typ, code, message string) Response {
+	return Response{Status: status, Body: ErrorBody(typ, code, message)}
+}
+
+// OK returns a scripted success whose chat message (or completion text) is content.
+func OK(content string) Response {
+	b, _ := json.Marshal(openai.ChatCompletionResponse{ID: "chatcmpl-fake", Object: "chat.completion",
+		Choices: []openai.ChatCompletionChoice{{Message: openai.ChatCompletionMessage{Role: "assistant", Content: content}, FinishReason: "stop"}}})
+	return Response{Body: string(b)}
+}
+
+// Stream returns a scripted stream of chat deltas.
+func Stream(contents ...string) Response {
+	r := Response{Chunks: make([]string, len(contents))}
+	for i, c := range contents {
+		r.Chunks[i] = Chunk("", c)
+	}
+	return r
+}
+
+// RateLimited returns a 429 with Retry-After (whole seconds).
+func RateLimited(retryAfter time.Duration) Response {
+	r := Error(http.StatusTooManyRequests, "requests", "rate_limit_exceeded", "Rate limit reached for requests")
+	r.Header = http.Header{"Retry-After": {fmt.Sprint(int(retryAfter.Seconds()))}}
+	return r
+}
+
+// Unauthorized returns OpenAI's 401 for a revoked or wrong key.
+func Unauthorized() Response {
+	return Error(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided.")
+}
+
+// memoryTransport hands requests to the server in memory. The handler runs
+// in its own goroutine and writes into a pipe, so bodies stream.
+type memoryTransport struct{ s *Server }
+
+func (t memoryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		r = r.Clone(r.Context())
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	pr, pw := io.Pipe()
+	w := &pipeWriter{header: make(http.Header), pw: pw, ready: make(chan struct{})}
+	go func() {
+		t.s.ServeHTTP(w, r)
+		w.WriteHeader(http.StatusOK) // in case the handler wrote nothing
+		_ = pw.Close()
+	}()
+	select {
+	case <-w.ready:
+	case <-r.Context().Done():
+		_ = pr.CloseWithError(r.Context().Err())
+		return nil, r.Context().Err()
+	}
+	stop := context.AfterFunc(r.Context(), func() { _ = pr.CloseWithError(r.Context().Err()) })
+	return &http.Response{
+		Status:        fmt.Sprintf("%d %s", w.status, http.StatusText(w.status)),
+		StatusCode:    w.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        w.sent,
+		Body:          &stopCloser{ReadCloser: pr, stop: stop},
+		ContentLength: -1,
+		Request:       r,
+	}, nil
+}
+
+// pipeWriter is an http.ResponseWriter that writes into a pipe.
+type pipeWriter struct {
+	header http.Header
+	sent   http.Header
+	status int
+	pw     *io.PipeWriter
+	ready  chan struct{}
+	once   sync.Once
+}
+
+func (w *pipeWriter) Header() http.Header { return w.header }
+
+func (w *pipeWriter) WriteHeader(status int) {
+	w.once.Do(func() {
+		w.status, w.sent = status, w.header.Clone()
+		close(w.ready)
+	})
+}
+
+func (w *pipeWriter) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.pw.Write(b)
+}
+
+func (w *pipeWriter) Flush() {}
+
+type stopCloser struct {
+	io.ReadCloser
+	stop func() bool
+}
+
+func (c *stopCloser) Close() error {
+	c.stop()
+	return c.ReadCloser.Close()
+}

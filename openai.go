@@ -1,0 +1,225 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/llmfailover/failover/internal/redact"
+	"github.com/sashabaranov/go-openai"
+)
+
+// OpenAIMember returns a member with a go-openai client for cfg. The client's
+// HTTPClient (nil means a default *http.Client) is wrapped so that each
+// call's response headers reach the classifier when the call is made through
+// [OpenAI]: Retry-After, retry-after-ms and the x-ratelimit-* headers then
+// set the cooldown floor on the plain and the streaming path (go-openai
+// itself drops headers when a stream fails to open). The wrapper also
+// redacts credentials from the URL of transport errors.
+//
+// It works with OpenAI, Azure (openai.DefaultAzureConfig) and any
+// OpenAI-compatible base URL. Set Priority, Model, Group and Limits on the
+// returned member as needed.
+func OpenAIMember(name string, cfg openai.ClientConfig) Member[*openai.Client] {
+	next := cfg.HTTPClient
+	if next == nil {
+		next = &http.Client{}
+	}
+	cfg.HTTPClient = recordingDoer{next: next}
+	return Member[*openai.Client]{Name: name, Client: openai.NewClientWithConfig(cfg)}
+}
+
+// OpenAIKeys expands several keys of one provider into members name#1 …
+// name#N, in the order given, each with its own cooldown state: one key's
+// 429 never benches its siblings. cfg builds a key's configuration, for
+// example openai.DefaultConfig or a function that also sets BaseURL; nil
+// means openai.DefaultConfig.
+func OpenAIKeys(name string, cfg func(key string) openai.ClientConfig, keys ...string) []Member[*openai.Client] {
+	if cfg == nil {
+		cfg = openai.DefaultConfig
+	}
+	ms := make([]Member[*openai.Client], len(keys))
+	for i, k := range keys {
+		ms[i] = OpenAIMember(name+"#"+strconv.Itoa(i+1), cfg(k))
+	}
+	return ms
+}
+
+// exchange records the response of one call; it travels in the request's
+// context, so concurrent calls on one client never mix their headers.
+type exchange struct {
+	mu     sync.Mutex
+	header http.Header
+}
+
+type exchangeKey struct{}
+
+func withExchange(ctx context.Context) (context.Context, *exchange) {
+	x := &exchange{}
+	return context.WithValue(ctx, exchangeKey{}, x), x
+}
+
+// wrap attaches the recorded headers to a failed call's error.
+func (x *exchange) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	x.mu.Lock()
+	h := x.header
+	x.mu.Unlock()
+	if h == nil {
+		return err
+	}
+	return &responseError{err: err, header: h}
+}
+
+// responseError carries the response headers of a failed call to the
+// classifier, which reads its retry hints.
+type responseError struct {
+	err    error
+	header http.Header
+}
+
+func (e *responseError) Error() string       { return e.err.Error() }
+func (e *responseError) Unwrap() error       { return e.err }
+func (e *responseError) Header() http.Header { return e.header }
+
+// unwrapResponse returns the provider's error itself when Do returned it
+// unchanged (a stop reason), without the header carrier.
+func unwrapResponse(err error) error {
+	if re, ok := err.(*responseError); ok {
+		return re.err
+	}
+	return err
+}
+
+// recordingDoer records response headers into the call's exchange, marks
+// chat streams that end without [DONE], and redacts transport errors.
+type recordingDoer struct{ next openai.HTTPDoer }
+
+func (d recordingDoer) Do(req *http.Request) (*http.Response, error) {
+	resp, err := d.next.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = &url.Error{Op: ue.Op, URL: redact.String(ue.URL), Err: ue.Err}
+		}
+		return resp, err
+	}
+	if x, ok := req.Context().Value(exchangeKey{}).(*exchange); ok {
+		x.mu.Lock()
+		x.header = resp.Header
+		x.mu.Unlock()
+	}
+	if resp.StatusCode < 300 && isEventStream(resp.Header) && isCompletionPath(req.URL.Path) {
+		resp.Body = &sseBody{ReadCloser: resp.Body}
+	}
+	return resp, nil
+}
+
+// OpenAI is a drop-in for the calls apps make most on *openai.Client; each
+// call fails over across the pool's members. A member with Model set serves
+// the call with that model; the caller's request is copied, never changed.
+type OpenAI struct {
+	pool       *Pool[*openai.Client]
+	firstChunk time.Duration
+}
+
+// OpenAIOption configures [NewOpenAI].
+type OpenAIOption func(*OpenAI)
+
+// NewOpenAI returns a client that runs each call through p. Build p's
+// members with [OpenAIMember] or [OpenAIKeys] so that retry hints in
+// response headers are honoured.
+func NewOpenAI(p *Pool[*openai.Client], opts ...OpenAIOption) *OpenAI {
+	o := &OpenAI{pool: p}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(o)
+		}
+	}
+	return o
+}
+
+// Pool returns the pool the client runs on, for Status, Enable and Disable.
+func (o *OpenAI) Pool() *Pool[*openai.Client] { return o.pool }
+
+// CreateChatCompletion is openai.Client.CreateChatCompletion with failover.
+func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatCompletionRequest) (openai.ChatCompletionResponse, error) {
+	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.ChatCompletionResponse, error) {
+		ctx, x := withExchange(ctx)
+		r := req // each attempt starts from the caller's request
+		if m.Model != "" {
+			r.Model = m.Model
+		}
+		resp, err := m.Client.CreateChatCompletion(ctx, r)
+		return resp, x.wrap(err)
+	})
+	return resp, unwrapResponse(err)
+}
+
+// CreateCompletion is openai.Client.CreateCompletion with failover.
+func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequest) (openai.CompletionResponse, error) {
+	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.CompletionResponse, error) {
+		ctx, x := withExchange(ctx)
+		r := req
+		if m.Model != "" {
+			r.Model = m.Model
+		}
+		resp, err := m.Client.CreateCompletion(ctx, r)
+		return resp, x.wrap(err)
+	})
+	return resp, unwrapResponse(err)
+}
+
+// CreateEmbeddings is openai.Client.CreateEmbeddings with failover. A
+// member's Model replaces the model of an EmbeddingRequest,
+// EmbeddingRequestStrings or EmbeddingRequestTokens (or a pointer to one).
+func (o *OpenAI) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequestConverter) (openai.EmbeddingResponse, error) {
+	if conv == nil {
+		return openai.EmbeddingResponse{}, fmt.Errorf("%w: CreateEmbeddings with a nil request", ErrInvalid)
+	}
+	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.EmbeddingResponse, error) {
+		ctx, x := withExchange(ctx)
+		resp, err := m.Client.CreateEmbeddings(ctx, withEmbeddingModel(conv, m.Model))
+		return resp, x.wrap(err)
+	})
+	return resp, unwrapResponse(err)
+}
+
+// withEmbeddingModel returns a copy of conv with model set, or conv itself
+// when model is empty or the request type is not one of go-openai's.
+func withEmbeddingModel(conv openai.EmbeddingRequestConverter, model string) openai.EmbeddingRequestConverter {
+	if model == "" {
+		return conv
+	}
+	switch r := conv.(type) {
+	case openai.EmbeddingRequest:
+		r.Model = openai.EmbeddingModel(model)
+		return r
+	case *openai.EmbeddingRequest:
+		c := *r
+		c.Model = openai.EmbeddingModel(model)
+		return c
+	case openai.EmbeddingRequestStrings:
+		r.Model = openai.EmbeddingModel(model)
+		return r
+	case *openai.EmbeddingRequestStrings:
+		c := *r
+		c.Model = openai.EmbeddingModel(model)
+		return c
+	case openai.EmbeddingRequestTokens:
+		r.Model = openai.EmbeddingModel(model)
+		return r
+	case *openai.EmbeddingRequestTokens:
+		c := *r
+		c.Model = openai.EmbeddingModel(model)
+		return c
+	}
+	return conv
+}

@@ -65,7 +65,7 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	if err == nil {
 		first, err = st.Recv()
 	}
-	attemptOver := !stopAttempt()                  // the attempt's context ended
+	attemptOver := !stopAttempt()                 // the attempt's context ended
 	timedOut := stalled != nil && !stalled.Stop() // the first chunk came too late
 	if err == nil || errors.Is(err, io.EOF) {
 		if !attemptOver && !timedOut {

@@ -105,6 +105,13 @@ const (
 	phaseDisabled
 )
 
+// stableCalls is how many consecutive successes prove a recovered member
+// healthy: its backoff level is then forgotten, as it is when the member
+// stays healthy for as long as its last window. Until then a new failure
+// continues the backoff, so a member that fails every other call keeps
+// doubling its window instead of flapping at the base.
+const stableCalls = 3
+
 // staleEpoch marks an outcome that belongs to no call of the current window.
 const staleEpoch = math.MaxUint64
 
@@ -130,8 +137,9 @@ type memberState struct {
 	window    time.Duration // length of the last window
 	until     time.Time     // end of the window
 	stable    time.Time     // before this, a failure continues the backoff
+	okCount   int           // consecutive successes since the last failure
 	failCount int           // consecutive failures, reset on success
-	lastErr   string        // redacted
+	lastErr   error         // redacted when shown
 	manual    bool          // disabled by Disable
 }
 
@@ -200,13 +208,14 @@ func (s *memberState) succeed(g grant, now func() time.Time) change {
 		return change{} // the window changed while this call was in flight
 	}
 	s.failCount = 0
+	s.okCount++
 	if g.probe && s.phase.Load() == phaseProbing {
 		s.phase.Store(phaseActive)
 		s.stable = t.Add(s.window)
 		s.epoch.Add(1)
 		return change{kind: EventRecovered, wake: true}
 	}
-	if !t.Before(s.stable) {
+	if s.okCount >= stableCalls || !t.Before(s.stable) {
 		s.level, s.lane, s.reason = 0, LaneNone, ""
 		s.dirty.Store(false)
 	}
@@ -216,14 +225,15 @@ func (s *memberState) succeed(g grant, now func() time.Time) change {
 // fail records a failed outcome of a call that acquired g (epoch staleEpoch
 // for an outcome reported from outside a call). It opens, escalates or
 // extends the member's window as the verdict's lane requires.
-func (s *memberState) fail(g grant, v Verdict, errText string, cd *Cooldowns, now time.Time) change {
+func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, now time.Time) change {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lane := v.Reason.Lane()
 	if v.Reason.FailsOver() {
 		s.failures.Add(1)
 		s.failCount++
-		s.lastErr = errText
+		s.okCount = 0
+		s.lastErr = err
 		s.dirty.Store(true)
 	}
 	fresh := g.epoch == s.epoch.Load()
@@ -313,7 +323,7 @@ func (s *memberState) setEnabled(on bool) change {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if on {
-		s.lane, s.level, s.reason, s.failCount, s.manual = LaneNone, 0, "", 0, false
+		s.lane, s.level, s.reason, s.failCount, s.okCount, s.manual = LaneNone, 0, "", 0, 0, false
 		s.until, s.stable, s.window = time.Time{}, time.Time{}, 0
 		s.dirty.Store(false)
 		s.phase.Store(phaseActive)

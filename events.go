@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/llmfailover/failover/internal/redact"
 )
 
 // EventKind says what an [Event] reports.
@@ -41,13 +43,10 @@ type Event struct {
 	Attempt int       // 1-based attempt number within the call, 0 if outside a call
 }
 
-// redactedError shows a redacted text and unwraps to the original error.
-type redactedError struct {
-	err  error
-	text string
-}
+// redactedError shows the original error's text redacted, and unwraps to it.
+type redactedError struct{ err error }
 
-func (e redactedError) Error() string { return e.text }
+func (e redactedError) Error() string { return redact.String(e.err.Error()) }
 func (e redactedError) Unwrap() error { return e.err }
 
 // maxErrText bounds LastError in Status.

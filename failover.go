@@ -45,6 +45,15 @@ var (
 	ErrDisabled = errors.New("disabled")
 )
 
+// coolingError is the Err of an Attempt skipped for a cooldown; it matches
+// ErrCoolingDown.
+type coolingError struct{ until time.Time }
+
+func (e coolingError) Error() string {
+	return "cooling down until " + e.until.UTC().Format(time.RFC3339)
+}
+func (e coolingError) Is(target error) bool { return target == ErrCoolingDown }
+
 // Error is returned by [Do] when no member served the call: it wraps
 // [ErrExhausted] when every member that was tried failed, and
 // [ErrUnavailable] when no member could be tried. errors.As finds the
@@ -242,17 +251,16 @@ func (p *Pool[C]) classify(err error, now time.Time) Verdict {
 // failed records a failed outcome on st, cools its Group on a quota
 // failure, and emits the events.
 func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *memberState, g grant, err error, v Verdict, now time.Time, n int) {
-	text := redact.String(err.Error())
 	st.inFlight.Add(-1)
-	ch := st.fail(g, v, redact.Truncate(text, maxErrText), &p.set.cooldowns, now)
+	ch := st.fail(g, v, err, &p.set.cooldowns, now)
 	if v.Reason.FailsOver() && n > 0 {
-		p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: v.Reason, Err: redactedError{err, text}, Attempt: n})
+		p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: v.Reason, Err: redactedError{err}, Attempt: n})
 	}
-	p.apply(ctx, st, ch, Event{Member: st.name, Reason: v.Reason, Err: redactedError{err, text}, Attempt: n})
+	p.apply(ctx, st, ch, Event{Member: st.name, Reason: v.Reason, Err: redactedError{err}, Attempt: n})
 	if ch.kind == EventCooldown && v.Reason.Lane() == LaneQuota && group != "" {
 		for _, other := range c.groups[group] {
 			if other != st {
-				ev := Event{Member: other.name, Reason: v.Reason, Err: redactedError{err, "group " + group + ": " + text}}
+				ev := Event{Member: other.name, Reason: v.Reason, Err: redactedError{err}}
 				p.apply(ctx, other, other.coolWith(LaneQuota, 1, v, ch.until, now), ev)
 			}
 		}
@@ -290,7 +298,7 @@ func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, n
 		recovers := time.Time{}
 		switch ph {
 		case phaseCooling:
-			a.Err = fmt.Errorf("%w until %s", ErrCoolingDown, until.UTC().Format(time.RFC3339))
+			a.Err = coolingError{until}
 			recovers = until
 		case phaseProbing:
 			a.Err, recovers = ErrProbing, now
@@ -348,7 +356,7 @@ func (p *Pool[C]) wait(ctx context.Context, retryAt time.Time, wake chan struct{
 
 // exhausted emits EventExhausted for a call that failed.
 func (p *Pool[C]) exhausted(ctx context.Context, e *Error) {
-	p.emit(ctx, Event{Kind: EventExhausted, Err: redactedError{e, e.Error()}, Until: e.RetryAt, Attempt: len(e.Attempts)})
+	p.emit(ctx, Event{Kind: EventExhausted, Err: e, Until: e.RetryAt, Attempt: len(e.Attempts)})
 }
 
 // bitset marks members tried in one call without allocating for pools of up

@@ -614,3 +614,29 @@ func TestWaitersFollowTheProbe(t *testing.T) {
 		assert.Equal(t, 7*time.Second, time.Since(start), "5 s window, 1 s probe, 1 s call")
 	})
 }
+
+// Three consecutive successes after a recovery prove the member healthy:
+// its next failure starts again at the base window.
+func TestBackoffResetsAfterSteadySuccess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fail := apiErr(500, nil, "boom")
+		a := &fakeClient{fail: func(n int64) error {
+			if n == 1 || n == 5 || n == 7 {
+				return fail
+			}
+			return nil
+		}}
+		p := newPool(t, members(a, &fakeClient{}), failover.WithCooldowns(exact()))
+		_, _ = failover.Do(ctx, p, call) // call 1 fails: 5 s
+		time.Sleep(5 * time.Second)
+		for range 4 { // probe (2) and calls 3, 4 succeed; call 5 fails
+			_, _ = failover.Do(ctx, p, call)
+		}
+		assert.Equal(t, 5*time.Second, time.Until(status(t, p, "a").Until), "level forgotten after 3 successes")
+		time.Sleep(5 * time.Second)
+		for range 2 { // probe (6) succeeds, call 7 fails right after
+			_, _ = failover.Do(ctx, p, call)
+		}
+		assert.Equal(t, 10*time.Second, time.Until(status(t, p, "a").Until), "a failure right after a recovery continues the backoff")
+	})
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/llmfailover/failover/internal/redact"
 )
 
 // State is a member's place in rotation.
@@ -83,12 +85,15 @@ func (p *Pool[C]) Status() []Status {
 			State:               State(st.phase.Load()),
 			Reason:              st.reason,
 			ConsecutiveFailures: st.failCount,
-			LastError:           st.lastErr,
 		}
+		lastErr := st.lastErr
 		if s.State == CoolingDown {
 			s.Until = st.until
 		}
 		st.mu.Unlock()
+		if lastErr != nil {
+			s.LastError = redact.Truncate(redact.String(lastErr.Error()), maxErrText)
+		}
 		if s.State == CoolingDown && !now.Before(s.Until) {
 			s.State = Active
 		}

@@ -146,13 +146,15 @@ func classifyReason(err error) Verdict {
 	if errors.Is(err, openai.ErrTooManyEmptyStreamMessages) {
 		return Verdict{Reason: ReasonServer}
 	}
-	var apiErr *openai.APIError
-	if errors.As(err, &apiErr) {
-		return classifyAPIError(apiErr)
-	}
+	// A RequestError first: it has the status and the raw body even when
+	// go-openai half-parsed the body into an empty APIError it wraps.
 	var reqErr *openai.RequestError
 	if errors.As(err, &reqErr) {
 		return classifyBody(reqErr.HTTPStatusCode, reqErr.Body)
+	}
+	var apiErr *openai.APIError
+	if errors.As(err, &apiErr) {
+		return classifyAPIError(apiErr)
 	}
 	if v, ok := classifyNetwork(err); ok {
 		return v
@@ -230,7 +232,7 @@ func bodyFields(body []byte) (codes, msg string) {
 	}
 	type wrapped struct {
 		fields
-		Error *fields `json:"error"`
+		Error json.RawMessage `json:"error"` // an object, or a message string (xAI)
 	}
 	var w wrapped
 	if err := json.Unmarshal(body, &w); err != nil {
@@ -241,8 +243,13 @@ func bodyFields(body []byte) (codes, msg string) {
 		w = list[0]
 	}
 	f := w.fields
-	if w.Error != nil {
-		f = *w.Error
+	var inner fields
+	var text string
+	switch {
+	case json.Unmarshal(w.Error, &inner) == nil:
+		f = inner
+	case json.Unmarshal(w.Error, &text) == nil:
+		f.Message = text
 	}
 	codes = fmt.Sprint(f.Code) + " " + f.Type + " " + f.Status
 	for _, d := range f.Details {
@@ -361,7 +368,7 @@ var textRules = []struct {
 }{
 	{ReasonContextLength, []string{"context_length_exceeded", "maximum context length", "context length", "context window", "prompt is too long", "input is too long", "too many input tokens", "reduce the length of the messages"}},
 	{ReasonContentFilter, []string{"content_filter", "content management policy", "content policy", "responsibleaipolicyviolation", "safety system"}},
-	{ReasonQuota, []string{"insufficient_quota", "exceeded your current quota", "credit balance", "insufficient credits", "insufficient balance", "billing", "payment required", "out of credits"}},
+	{ReasonQuota, []string{"insufficient_quota", "exceeded your current quota", "credit balance", "insufficient credits", "insufficient balance", "billing", "payment required", "out of credits", "purchase credits", "any credits"}},
 	{ReasonAuth, []string{"invalid api key", "invalid_api_key", "incorrect api key", "api key not valid", "api_key_invalid", "invalid x-api-key", "no auth credentials", "unauthorized", "authentication failed"}},
 	{ReasonForbidden, []string{"location is not supported", "not available in your region", "permission denied", "access denied", "forbidden"}},
 	{ReasonRateLimit, []string{"rate limit", "rate_limit", "ratelimit", "too many requests", "resource_exhausted", "resource exhausted", "tokens per min", "requests per min"}},

@@ -81,6 +81,7 @@ func TestStress(t *testing.T) {
 		log := &callLog{calls: map[string][]span{}}
 		var evMu sync.Mutex
 		var cooldowns = map[string][]span{} // window per member: emitted at start, until end
+		var recoveries = map[string][]time.Time{}
 		cs := make([]*fakeClient, 8)
 		for i := range cs {
 			cs[i] = &fakeClient{}
@@ -91,10 +92,13 @@ func TestStress(t *testing.T) {
 		}
 		p := newPool(t, ms, failover.WithStrategy(failover.RoundRobin), failover.WithAttemptTimeout(2*time.Second),
 			failover.WithObserver(func(e failover.Event) {
-				if e.Kind == failover.EventCooldown {
-					evMu.Lock()
+				evMu.Lock()
+				defer evMu.Unlock()
+				switch e.Kind {
+				case failover.EventCooldown:
 					cooldowns[e.Member] = append(cooldowns[e.Member], span{time.Now(), e.Until})
-					evMu.Unlock()
+				case failover.EventRecovered:
+					recoveries[e.Member] = append(recoveries[e.Member], time.Now())
 				}
 			}))
 		const goroutines, perG = 1000, 100
@@ -137,7 +141,9 @@ func TestStress(t *testing.T) {
 			assert.Zero(t, st.InFlight, st.Name)
 		}
 		// No call started strictly inside a window; calls that start after
-		// a window ends (probes) never overlap until the member recovers.
+		// a window ends (probes) never overlap until the member recovers or
+		// cools again.
+		probes := 0
 		for name, windows := range cooldowns {
 			calls := log.calls[name]
 			sort.Slice(calls, func(i, j int) bool { return calls[i].start.Before(calls[j].start) })
@@ -147,8 +153,31 @@ func TestStress(t *testing.T) {
 						t.Errorf("%s: call at %v inside the window %v–%v", name, c.start, w.start, w.end)
 					}
 				}
+				next := time.Time{} // the first recovery or new window after w.end
+				for _, r := range recoveries[name] {
+					if !r.Before(w.end) && (next.IsZero() || r.Before(next)) {
+						next = r
+					}
+				}
+				for _, o := range windows {
+					if o.start.After(w.end) && (next.IsZero() || o.start.Before(next)) {
+						next = o.start
+					}
+				}
+				var last span
+				for _, c := range calls {
+					if c.start.Before(w.end) || (!next.IsZero() && !c.start.Before(next)) {
+						continue
+					}
+					probes++
+					if !last.end.IsZero() && c.start.Before(last.end) {
+						t.Errorf("%s: overlapping probes at %v and %v", name, last.start, c.start)
+					}
+					last = c
+				}
 			}
 		}
+		t.Logf("probe calls checked: %d", probes)
 	})
 }
 

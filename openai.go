@@ -202,24 +202,18 @@ func withEmbeddingModel(conv openai.EmbeddingRequestConverter, model string) ope
 	case openai.EmbeddingRequest:
 		r.Model = openai.EmbeddingModel(model)
 		return r
-	case *openai.EmbeddingRequest:
-		c := *r
-		c.Model = openai.EmbeddingModel(model)
-		return c
 	case openai.EmbeddingRequestStrings:
 		r.Model = openai.EmbeddingModel(model)
 		return r
-	case *openai.EmbeddingRequestStrings:
-		c := *r
-		c.Model = openai.EmbeddingModel(model)
-		return c
 	case openai.EmbeddingRequestTokens:
 		r.Model = openai.EmbeddingModel(model)
 		return r
+	case *openai.EmbeddingRequest:
+		return withEmbeddingModel(*r, model)
+	case *openai.EmbeddingRequestStrings:
+		return withEmbeddingModel(*r, model)
 	case *openai.EmbeddingRequestTokens:
-		c := *r
-		c.Model = openai.EmbeddingModel(model)
-		return c
+		return withEmbeddingModel(*r, model)
 	}
 	return conv
 }

@@ -181,7 +181,7 @@ func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequ
 // member's Model replaces the model of an EmbeddingRequest,
 // EmbeddingRequestStrings or EmbeddingRequestTokens (or a pointer to one).
 func (o *OpenAI) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequestConverter) (openai.EmbeddingResponse, error) {
-	if conv == nil {
+	if isNil(conv) {
 		return openai.EmbeddingResponse{}, fmt.Errorf("%w: CreateEmbeddings with a nil request", ErrInvalid)
 	}
 	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.EmbeddingResponse, error) {

@@ -346,4 +346,6 @@ func TestOpenAICompletionAndEmbeddings(t *testing.T) {
 
 	_, err = client.CreateEmbeddings(context.Background(), nil)
 	assert.ErrorIs(t, err, failover.ErrInvalid)
+	_, err = client.CreateEmbeddings(context.Background(), (*openai.EmbeddingRequest)(nil))
+	assert.ErrorIs(t, err, failover.ErrInvalid)
 }

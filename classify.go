@@ -40,6 +40,10 @@ const (
 	ReasonBadRequest    Reason = "bad_request"    // other 400, 413, 422
 	ReasonCanceled      Reason = "canceled"       // the caller's context is done
 	ReasonUnknown       Reason = "unknown"        // anything else
+
+	// ReasonLimited is never a classification: it marks an Attempt skipped
+	// because the call would exceed the member's Limits.
+	ReasonLimited Reason = "limited"
 )
 
 // Lane is the cooldown schedule a [Reason] puts a member on.

@@ -125,8 +125,9 @@ type memberState struct {
 	name string
 
 	phase     atomic.Int32
-	epoch     atomic.Uint64 // bumped whenever a window opens or ends
-	dirty     atomic.Bool   // a success must take the lock to reset counters
+	lim       atomic.Pointer[limiter] // nil without Limits
+	epoch     atomic.Uint64           // bumped whenever a window opens or ends
+	dirty     atomic.Bool             // a success must take the lock to reset counters
 	inFlight  atomic.Int64
 	requests  atomic.Uint64
 	failures  atomic.Uint64
@@ -150,21 +151,32 @@ type grant struct {
 }
 
 // acquire claims the member for a call if it can serve now: Active, or at
-// the end of its window with no probe in flight (then the call is the probe).
-// now is read only for a member that is cooling.
-func (s *memberState) acquire(now func() time.Time) (grant, bool) {
+// the end of its window with no probe in flight (then the call is the probe),
+// and within its Limits. The clock is read only for a member that is
+// cooling or has limits.
+func (s *memberState) acquire(sel *selection) (grant, bool) {
 	epoch := s.epoch.Load()
 	switch s.phase.Load() {
 	case phaseActive:
+		if lim := s.lim.Load(); lim != nil {
+			if ok, _ := lim.take(sel.now(), sel.tokens, s.inFlight.Load()); !ok {
+				return grant{}, false
+			}
+		}
 		s.inFlight.Add(1)
 		s.requests.Add(1)
 		return grant{epoch: epoch}, true
 	case phaseCooling:
-		t := now()
+		t := sel.now()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.phase.Load() != phaseCooling || t.Before(s.until) {
 			return grant{}, false
+		}
+		if lim := s.lim.Load(); lim != nil {
+			if ok, _ := lim.take(t, sel.tokens, s.inFlight.Load()); !ok {
+				return grant{}, false
+			}
 		}
 		s.phase.Store(phaseProbing)
 		s.inFlight.Add(1)
@@ -175,17 +187,27 @@ func (s *memberState) acquire(now func() time.Time) (grant, bool) {
 }
 
 // ready reports whether acquire would succeed now, without claiming.
-func (s *memberState) ready(now func() time.Time) bool {
+func (s *memberState) ready(sel *selection) bool {
 	switch s.phase.Load() {
 	case phaseActive:
-		return true
 	case phaseCooling:
-		t := now()
+		t := sel.now()
 		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.phase.Load() == phaseCooling && !t.Before(s.until)
+		open := s.phase.Load() == phaseCooling && !t.Before(s.until)
+		s.mu.Unlock()
+		if !open {
+			return false
+		}
+	default:
+		return false
 	}
-	return false
+	lim := s.lim.Load()
+	if lim == nil {
+		return true
+	}
+	t := sel.now()
+	at := lim.next(t, sel.tokens, s.inFlight.Load())
+	return !at.IsZero() && !at.After(t) && (lim.limits.MaxInFlight == 0 || s.inFlight.Load() < int64(lim.limits.MaxInFlight))
 }
 
 // change is what an outcome did to a member, for events.

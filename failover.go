@@ -43,6 +43,9 @@ var (
 	// ErrDisabled is the Err of an Attempt skipped because the member is
 	// disabled.
 	ErrDisabled = errors.New("disabled")
+	// ErrLimited is the Err of an Attempt skipped because the call would
+	// exceed the member's Limits.
+	ErrLimited = errors.New("over its limits")
 )
 
 // coolingError is the Err of an Attempt skipped for a cooldown; it matches
@@ -53,6 +56,18 @@ func (e coolingError) Error() string {
 	return "cooling down until " + e.until.UTC().Format(time.RFC3339)
 }
 func (e coolingError) Is(target error) bool { return target == ErrCoolingDown }
+
+// limitedError is the Err of an Attempt skipped for its Limits; it matches
+// ErrLimited.
+type limitedError struct{ until time.Time }
+
+func (e limitedError) Error() string {
+	if e.until.IsZero() {
+		return "over its limits: the call's tokens exceed its TPM"
+	}
+	return "over its limits until " + e.until.UTC().Format(time.RFC3339)
+}
+func (e limitedError) Is(target error) bool { return target == ErrLimited }
 
 // Error is returned by [Do] when no member served the call: it wraps
 // [ErrExhausted] when every member that was tried failed, and
@@ -153,13 +168,20 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 	if limit == 0 {
 		limit = len(c.members)
 	}
+	var cs callSettings
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&cs)
+		}
+	}
 	var (
 		tried    bitset
 		attempts []Attempt
-		clk      clock
+		clk      selection
 		waited   time.Time // when the call started to wait, if it did
 		start    time.Time // of the current attempt, when timed
 	)
+	clk.tokens = cs.tokens
 	for len(attempts) < limit {
 		if err := ctx.Err(); err != nil {
 			return zero, err
@@ -167,9 +189,9 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		wake := p.wake.Load()
 		i, g, ok := p.pick(c, &tried, &clk)
 		if !ok {
-			e := p.unavailable(c, &tried, attempts, clk.now())
+			e := p.unavailable(c, &tried, attempts, cs.tokens, clk.now())
 			if p.wait(ctx, e.RetryAt, *wake, &waited, clk.now()) {
-				clk = clock{}
+				clk = selection{tokens: cs.tokens}
 				continue
 			}
 			p.exhausted(ctx, e)
@@ -183,6 +205,9 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 			start = time.Now()
 		}
 		out, err := attempt(ctx, p, m, g, fn, &clk)
+		if m.st.lim.Load().bySlots() {
+			p.notify() // a slot is free for calls waiting on MaxInFlight
+		}
 		if err == nil {
 			if len(attempts) > 0 {
 				p.stick(c, i, clk.now())
@@ -201,16 +226,16 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		}
 		attempts = append(attempts, a)
 		tried.set(i)
-		clk, start = clock{}, now
+		clk, start = selection{tokens: cs.tokens}, now
 	}
-	e := p.unavailable(c, &tried, attempts, time.Now())
+	e := p.unavailable(c, &tried, attempts, cs.tokens, time.Now())
 	p.exhausted(ctx, e)
 	return zero, e
 }
 
 // attempt runs fn on one member and settles the member's state, even when
 // fn panics.
-func attempt[C, T any](ctx context.Context, p *Pool[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *clock) (out T, err error) {
+func attempt[C, T any](ctx context.Context, p *Pool[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection) (out T, err error) {
 	if d := p.set.attemptTimeout; d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
@@ -281,7 +306,7 @@ func (p *Pool[C]) apply(ctx context.Context, st *memberState, ch change, ev Even
 // unavailable builds the error for a call that cannot go on: the attempts
 // made, then every untried member with the reason it cannot serve, and the
 // earliest time one of them recovers.
-func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, now time.Time) *Error {
+func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, tokens int, now time.Time) *Error {
 	e := &Error{Attempts: attempts, kind: ErrExhausted}
 	if len(attempts) == 0 {
 		e.kind = ErrUnavailable
@@ -305,7 +330,15 @@ func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, n
 		case phaseDisabled:
 			a.Err = ErrDisabled
 		default:
-			continue // ready, but the call ran out of attempts
+			lim := m.st.lim.Load()
+			if lim == nil {
+				continue // ready, but the call ran out of attempts
+			}
+			recovers = lim.next(now, tokens, m.st.inFlight.Load())
+			if !recovers.After(now) && (lim.limits.MaxInFlight == 0 || m.st.inFlight.Load() < int64(lim.limits.MaxInFlight)) {
+				continue
+			}
+			a.Reason, a.Err = ReasonLimited, limitedError{recovers}
 		}
 		e.Attempts = append(e.Attempts, a)
 		if !recovers.IsZero() && (e.RetryAt.IsZero() || recovers.Before(e.RetryAt)) {

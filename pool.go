@@ -116,11 +116,18 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 		byName:  make(map[string]int, len(members)),
 	}
 	for i, m := range members {
-		st := &memberState{name: m.Name}
+		var st *memberState
+		sameLimits := false
 		if old != nil {
 			if j, ok := old.byName[m.Name]; ok {
-				st = old.members[j].st
+				st, sameLimits = old.members[j].st, old.members[j].Limits == m.Limits
 			}
+		}
+		if st == nil {
+			st = &memberState{name: m.Name}
+		}
+		if !sameLimits { // same limits keep their history
+			st.lim.Store(newLimiter(m.Limits))
 		}
 		c.members[i] = entry[C]{Member: m, st: st}
 		c.byName[m.Name] = i
@@ -190,14 +197,16 @@ func isNil(v any) bool {
 	return false
 }
 
-// clock reads the time at most once until reset: the healthy path never
-// reads it.
-type clock struct {
-	t   time.Time
-	set bool
+// selection is one pass of choosing a member: it reads the time at most
+// once, and only when a member needs it (the healthy path never does), and
+// carries the call's estimated tokens.
+type selection struct {
+	t      time.Time
+	set    bool
+	tokens int
 }
 
-func (c *clock) now() time.Time {
+func (c *selection) now() time.Time {
 	if !c.set {
 		c.t, c.set = time.Now(), true
 	}
@@ -207,12 +216,12 @@ func (c *clock) now() time.Time {
 // pick claims the next member to try: the sticky member while stickiness
 // lasts, else the first member of the first tier that can serve, ordered by
 // the strategy. It returns false when no untried member can serve now.
-func (p *Pool[C]) pick(c *config[C], tried *bitset, clk *clock) (int, grant, bool) {
+func (p *Pool[C]) pick(c *config[C], tried *bitset, clk *selection) (int, grant, bool) {
 	if s := p.sticky.Load(); s != nil {
 		if s.cfg != c || !clk.now().Before(s.until) {
 			p.sticky.CompareAndSwap(s, nil)
 		} else if !tried.has(s.idx) {
-			if g, ok := c.members[s.idx].st.acquire(clk.now); ok {
+			if g, ok := c.members[s.idx].st.acquire(clk); ok {
 				return s.idx, g, true
 			}
 		}
@@ -225,7 +234,7 @@ func (p *Pool[C]) pick(c *config[C], tried *bitset, clk *clock) (int, grant, boo
 	return 0, grant{}, false
 }
 
-func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *clock) (int, grant, bool) {
+func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *selection) (int, grant, bool) {
 	n := len(t.idx)
 	switch p.set.strategy {
 	case Weighted, LeastInFlight:
@@ -236,7 +245,7 @@ func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *clock) (
 			if k < 0 {
 				return 0, grant{}, false
 			}
-			if g, ok := c.members[t.idx[k]].st.acquire(clk.now); ok {
+			if g, ok := c.members[t.idx[k]].st.acquire(clk); ok {
 				return t.idx[k], g, true
 			}
 		}
@@ -251,7 +260,7 @@ func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *clock) (
 		if tried.has(i) {
 			continue
 		}
-		if g, ok := c.members[i].st.acquire(clk.now); ok {
+		if g, ok := c.members[i].st.acquire(clk); ok {
 			return i, g, true
 		}
 	}
@@ -260,12 +269,12 @@ func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *clock) (
 
 // choose returns the position in t of the member that Weighted or
 // LeastInFlight picks among the untried members ready to serve, or -1.
-func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *clock) int {
+func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) int {
 	if p.set.strategy == LeastInFlight {
 		best, least := -1, int64(0)
 		for k, i := range t.idx {
 			st := c.members[i].st
-			if tried.has(i) || !st.ready(clk.now) {
+			if tried.has(i) || !st.ready(clk) {
 				continue
 			}
 			if n := st.inFlight.Load(); best < 0 || n < least {
@@ -280,7 +289,7 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *clock) int {
 	defer t.mu.Unlock()
 	best, total := -1, 0
 	for k, i := range t.idx {
-		if tried.has(i) || !c.members[i].st.ready(clk.now) {
+		if tried.has(i) || !c.members[i].st.ready(clk) {
 			continue
 		}
 		t.cw[k] += t.weight[k]

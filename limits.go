@@ -1,0 +1,109 @@
+package failover
+
+import (
+	"sync"
+	"time"
+)
+
+// limiter enforces a member's Limits client-side over a sliding minute:
+// at most RPM calls and TPM tokens started in any 60 s, and at most
+// MaxInFlight calls at once. A member without limits has no limiter.
+type limiter struct {
+	limits Limits
+	mu     sync.Mutex
+	starts []time.Time // ring of the last RPM call starts
+	head   int         // oldest entry once the ring is full
+	tokens []spent     // calls of the last minute with their tokens, oldest first
+	sum    int         // tokens in tokens
+}
+
+type spent struct {
+	at time.Time
+	n  int
+}
+
+func newLimiter(l Limits) *limiter {
+	if l.RPM == 0 && l.TPM == 0 && l.MaxInFlight == 0 {
+		return nil
+	}
+	return &limiter{limits: l}
+}
+
+// take reserves a call of n tokens at now if the limits allow it. If not,
+// it returns false and the earliest time the call could start: zero when it
+// never can (more tokens than TPM), now when only MaxInFlight stands in the
+// way (a call that ends frees a slot). inFlight is the member's count before
+// this call.
+func (l *limiter) take(now time.Time, n int, inFlight int64) (bool, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.free(now, n)
+	switch {
+	case !ok:
+		return false, time.Time{}
+	case at.After(now):
+		return false, at
+	case l.limits.MaxInFlight > 0 && inFlight >= int64(l.limits.MaxInFlight):
+		return false, now
+	}
+	if rpm := l.limits.RPM; rpm > 0 {
+		if len(l.starts) < rpm {
+			l.starts = append(l.starts, now)
+		} else {
+			l.starts[l.head] = now
+			l.head = (l.head + 1) % rpm
+		}
+	}
+	if l.limits.TPM > 0 && n > 0 {
+		l.tokens = append(l.tokens, spent{now, n})
+		l.sum += n
+	}
+	return true, time.Time{}
+}
+
+// next returns when a call of n tokens could start, without reserving it:
+// zero if never, now or later otherwise.
+func (l *limiter) next(now time.Time, n int, inFlight int64) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.free(now, n)
+	if !ok {
+		return time.Time{}
+	}
+	return at
+}
+
+// bySlots reports whether calls wait for in-flight slots, so that a call
+// ending must wake waiters.
+func (l *limiter) bySlots() bool { return l != nil && l.limits.MaxInFlight > 0 }
+
+// free returns when a call of n tokens fits the RPM and TPM windows (now or
+// later), and false if it never fits. It is called with mu held.
+func (l *limiter) free(now time.Time, n int) (time.Time, bool) {
+	at := now
+	if rpm := l.limits.RPM; rpm > 0 && len(l.starts) == rpm {
+		if end := l.starts[l.head].Add(time.Minute); end.After(at) {
+			at = end
+		}
+	}
+	if tpm := l.limits.TPM; tpm > 0 && n > 0 {
+		if n > tpm {
+			return time.Time{}, false
+		}
+		for len(l.tokens) > 0 && !l.tokens[0].at.Add(time.Minute).After(now) {
+			l.sum -= l.tokens[0].n
+			l.tokens = l.tokens[1:]
+		}
+		sum := l.sum
+		for _, s := range l.tokens {
+			if sum+n <= tpm {
+				break
+			}
+			sum -= s.n
+			if end := s.at.Add(time.Minute); end.After(at) {
+				at = end
+			}
+		}
+	}
+	return at, true
+}

@@ -87,3 +87,16 @@ func BenchmarkStatus(b *testing.B) {
 		})
 	}
 }
+
+// The healthy path allocates nothing of its own.
+func TestHealthyPathAllocatesNothing(t *testing.T) {
+	ms := []failover.Member[string]{{Name: "a", Client: "ok"}, {Name: "b", Client: "ok"}}
+	p, err := failover.New(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(1000, func() { sink, _ = failover.Do(ctx, p, noop) }); n != 0 {
+		t.Fatalf("Do allocates %v times per call", n)
+	}
+}

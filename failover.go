@@ -171,7 +171,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 	var cs callSettings
 	for _, opt := range opts {
 		if opt != nil {
-			opt(&cs)
+			cs = opt(cs) // by value: the settings stay on the stack
 		}
 	}
 	var (

@@ -98,14 +98,16 @@ func WithWaitForRecovery(max time.Duration) Option {
 func WithStickiness(d time.Duration) Option { return func(o *settings) { o.stickiness = d } }
 
 // CallOption configures one call of [Do].
-type CallOption func(*callSettings)
+type CallOption func(callSettings) callSettings
 
 type callSettings struct {
 	tokens int
 }
 
 // Tokens gives the estimated tokens of a call, for TPM limits.
-func Tokens(n int) CallOption { return func(c *callSettings) { c.tokens = n } }
+func Tokens(n int) CallOption {
+	return func(c callSettings) callSettings { c.tokens = max(n, 0); return c }
+}
 
 // timed reports whether the first attempt of a call is timed.
 func (s *settings) timed() bool {

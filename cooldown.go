@@ -155,10 +155,16 @@ type grant struct {
 // and within its Limits. The clock is read only for a member that is
 // cooling or has limits.
 func (s *memberState) acquire(sel *selection) (grant, bool) {
+	if sel.minContext > 0 && !s.lim.Load().fits(sel.tokens, sel.minContext) {
+		return grant{}, false
+	}
 	epoch := s.epoch.Load()
 	switch s.phase.Load() {
 	case phaseActive:
 		if lim := s.lim.Load(); lim != nil {
+			if !lim.fits(sel.tokens, 0) {
+				return grant{}, false
+			}
 			if ok, _ := lim.take(sel.now(), sel.tokens, s.inFlight.Load()); !ok {
 				return grant{}, false
 			}
@@ -174,6 +180,9 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 			return grant{}, false
 		}
 		if lim := s.lim.Load(); lim != nil {
+			if !lim.fits(sel.tokens, 0) {
+				return grant{}, false
+			}
 			if ok, _ := lim.take(t, sel.tokens, s.inFlight.Load()); !ok {
 				return grant{}, false
 			}
@@ -188,6 +197,9 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 
 // ready reports whether acquire would succeed now, without claiming.
 func (s *memberState) ready(sel *selection) bool {
+	if !s.lim.Load().fits(sel.tokens, sel.minContext) {
+		return false
+	}
 	switch s.phase.Load() {
 	case phaseActive:
 	case phaseCooling:

@@ -63,7 +63,7 @@ type limitedError struct{ until time.Time }
 
 func (e limitedError) Error() string {
 	if e.until.IsZero() {
-		return "over its limits: the call's tokens exceed its TPM"
+		return "over its limits: the call is larger than its TPM or context"
 	}
 	return "over its limits until " + e.until.UTC().Format(time.RFC3339)
 }
@@ -181,7 +181,8 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		waited   time.Time // when the call started to wait, if it did
 		start    time.Time // of the current attempt, when timed
 	)
-	clk.tokens = cs.tokens
+	base := selection{tokens: cs.tokens} // what each selection starts from
+	clk = base
 	for len(attempts) < limit {
 		if err := ctx.Err(); err != nil {
 			return zero, err
@@ -191,7 +192,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		if !ok {
 			e := p.unavailable(c, &tried, attempts, cs.tokens, clk.now())
 			if p.wait(ctx, e.RetryAt, *wake, &waited, clk.now()) {
-				clk = selection{tokens: cs.tokens}
+				clk = base
 				continue
 			}
 			p.exhausted(ctx, e)
@@ -217,7 +218,11 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		now := time.Now()
 		v := p.verdict(ctx, err, now)
 		p.failed(ctx, c, m.Group, m.st, g, err, v, now, len(attempts)+1)
-		if !v.Reason.FailsOver() {
+		if v.Reason == ReasonContextLength && largerContext(c, &tried, m) {
+			// The prompt does not fit this member: go on, but only to
+			// members that declare a larger context.
+			base.minContext = m.Limits.ContextTokens + 1
+		} else if !v.Reason.FailsOver() {
 			return zero, err
 		}
 		a := Attempt{Member: m.Name, Reason: v.Reason, Err: err}
@@ -226,11 +231,25 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		}
 		attempts = append(attempts, a)
 		tried.set(i)
-		clk, start = selection{tokens: cs.tokens}, now
+		clk, start = base, now
 	}
 	e := p.unavailable(c, &tried, attempts, cs.tokens, time.Now())
 	p.exhausted(ctx, e)
 	return zero, e
+}
+
+// largerContext reports whether an untried member declares a larger
+// context than m (which must declare one).
+func largerContext[C any](c *config[C], tried *bitset, m *entry[C]) bool {
+	if m.Limits.ContextTokens == 0 {
+		return false
+	}
+	for i := range c.members {
+		if &c.members[i] != m && !tried.has(i) && c.members[i].Limits.ContextTokens > m.Limits.ContextTokens {
+			return true
+		}
+	}
+	return false
 }
 
 // attempt runs fn on one member and settles the member's state, even when
@@ -335,7 +354,9 @@ func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, t
 				continue // ready, but the call ran out of attempts
 			}
 			recovers = lim.next(now, tokens, m.st.inFlight.Load())
-			if !recovers.After(now) && (lim.limits.MaxInFlight == 0 || m.st.inFlight.Load() < int64(lim.limits.MaxInFlight)) {
+			if !lim.fits(tokens, 0) {
+				recovers = time.Time{} // the call never fits its context
+			} else if !recovers.After(now) && (lim.limits.MaxInFlight == 0 || m.st.inFlight.Load() < int64(lim.limits.MaxInFlight)) {
 				continue
 			}
 			a.Reason, a.Err = ReasonLimited, limitedError{recovers}

@@ -23,10 +23,20 @@ type spent struct {
 }
 
 func newLimiter(l Limits) *limiter {
-	if l.RPM == 0 && l.TPM == 0 && l.MaxInFlight == 0 {
+	if l == (Limits{}) {
 		return nil
 	}
 	return &limiter{limits: l}
+}
+
+// fits reports whether a call of n tokens fits the member's context, and
+// whether its context is at least min when min > 0.
+func (l *limiter) fits(n, min int) bool {
+	if l == nil {
+		return min == 0
+	}
+	ct := l.limits.ContextTokens
+	return (ct == 0 || n <= ct) && (min == 0 || ct >= min)
 }
 
 // take reserves a call of n tokens at now if the limits allow it. If not,

@@ -3,12 +3,15 @@ package failover_test
 import (
 	"context"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/llmfailover/failover"
+	"github.com/llmfailover/failover/failovertest"
+	"github.com/sashabaranov/go-openai"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -148,4 +151,58 @@ func TestMaxInFlight(t *testing.T) {
 		wg.Wait()
 		assert.Equal(t, 3*time.Second, time.Since(start), "one at a time")
 	})
+}
+
+// A 400 context_length_exceeded on an 8k member with fallbacks of 8k and
+// 128k: only the 128k one is tried. Without a larger one, the error comes
+// back unchanged.
+func TestContextLengthRouting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := failovertest.NewServer()
+		tooLong := failovertest.Error(400, "invalid_request_error", "context_length_exceeded", "This model's maximum context length is 8192 tokens.")
+		srv.Script("small-1", tooLong)
+		srv.Script("small-2", tooLong)
+		ms := []failover.Member[*openai.Client]{
+			failover.OpenAIMember("small-1", srv.Config("small-1")),
+			failover.OpenAIMember("small-2", srv.Config("small-2")),
+			failover.OpenAIMember("large", srv.Config("large")),
+		}
+		ms[0].Limits.ContextTokens, ms[1].Limits.ContextTokens, ms[2].Limits.ContextTokens = 8192, 8192, 128000
+		ms[2].Priority = 1
+		p, err := failover.New(ms)
+		require.NoError(t, err)
+		client := failover.NewOpenAI(p)
+		_, err = client.CreateChatCompletion(ctx, chatReq)
+		require.NoError(t, err)
+		assert.Equal(t, []int{1, 0, 1}, []int{srv.Calls("small-1"), srv.Calls("small-2"), srv.Calls("large")})
+		assert.Equal(t, failover.Active, p.Status()[0].State, "the prompt's fault, not the member's")
+
+		// A prompt estimated above 8k skips the small members without a call.
+		srv.Reset()
+		big := chatReq
+		big.Messages = []openai.ChatCompletionMessage{{Role: "user", Content: strings.Repeat("word ", 8000)}}
+		_, err = client.CreateChatCompletion(ctx, big)
+		require.NoError(t, err)
+		assert.Equal(t, []int{0, 0, 1}, []int{srv.Calls("small-1"), srv.Calls("small-2"), srv.Calls("large")})
+
+		// No larger member: the provider's error, unchanged.
+		srv.Reset()
+		require.NoError(t, p.Update(ms[:2]))
+		_, err = client.CreateChatCompletion(ctx, chatReq)
+		var ae *openai.APIError
+		require.ErrorAs(t, err, &ae)
+		assert.Same(t, ae, err)
+		assert.Equal(t, 1, len(srv.Requests("")))
+	})
+}
+
+func TestEstimateTokens(t *testing.T) {
+	//lint:ignore SA1019 the estimate reads the deprecated field too
+	req := openai.ChatCompletionRequest{MaxTokens: 100, Messages: []openai.ChatCompletionMessage{
+		{Role: "system", Content: strings.Repeat("a", 400)},
+		{Role: "user", MultiContent: []openai.ChatMessagePart{{Type: "text", Text: strings.Repeat("b", 40)}}},
+	}}
+	assert.Equal(t, 4+100+4+10+100, failover.EstimateTokens(req))
+	req.MaxCompletionTokens = 7
+	assert.Equal(t, 4+100+4+10+7, failover.EstimateTokens(req))
 }

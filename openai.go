@@ -159,7 +159,7 @@ func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatComple
 		}
 		resp, err := m.Client.CreateChatCompletion(ctx, r)
 		return resp, x.wrap(err)
-	})
+	}, Tokens(EstimateTokens(req)))
 	return resp, unwrapResponse(err)
 }
 
@@ -173,7 +173,7 @@ func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequ
 		}
 		resp, err := m.Client.CreateCompletion(ctx, r)
 		return resp, x.wrap(err)
-	})
+	}, Tokens(estimateCompletion(req)))
 	return resp, unwrapResponse(err)
 }
 

@@ -22,11 +22,17 @@ type Member[C any] struct {
 	Limits   Limits // optional client-side limits
 }
 
-// Limits are client-side limits of a member. 0 means unlimited.
+// Limits are client-side limits of a member. 0 means unlimited (or, for
+// ContextTokens, undeclared). A call that would exceed one skips the member
+// with no upstream call.
 type Limits struct {
-	RPM         int // requests per minute
-	TPM         int // tokens per minute, counted from Tokens
+	RPM         int // requests started in any minute
+	TPM         int // tokens (see Tokens) of the calls started in any minute
 	MaxInFlight int // concurrent calls
+	// ContextTokens is the largest call (see Tokens) the member takes. A
+	// larger call skips it, and a context_length error moves on only to
+	// members that declare a larger context.
+	ContextTokens int
 }
 
 // Pool runs calls against its members with failover. Create it with [New];
@@ -174,7 +180,7 @@ func validateMembers[C any](members []Member[C]) error {
 		for _, f := range []struct {
 			name string
 			v    int
-		}{{"Weight", m.Weight}, {"Limits.RPM", m.Limits.RPM}, {"Limits.TPM", m.Limits.TPM}, {"Limits.MaxInFlight", m.Limits.MaxInFlight}} {
+		}{{"Weight", m.Weight}, {"Limits.RPM", m.Limits.RPM}, {"Limits.TPM", m.Limits.TPM}, {"Limits.MaxInFlight", m.Limits.MaxInFlight}, {"Limits.ContextTokens", m.Limits.ContextTokens}} {
 			if f.v < 0 {
 				errs = append(errs, fmt.Errorf("%s: %s %d is negative", where, f.name, f.v))
 			}
@@ -201,9 +207,10 @@ func isNil(v any) bool {
 // once, and only when a member needs it (the healthy path never does), and
 // carries the call's estimated tokens.
 type selection struct {
-	t      time.Time
-	set    bool
-	tokens int
+	t          time.Time
+	set        bool
+	tokens     int
+	minContext int // after a context_length error: the context a member must declare
 }
 
 func (c *selection) now() time.Time {

@@ -42,7 +42,7 @@ type ChatStream struct {
 func (o *OpenAI) CreateChatCompletionStream(ctx context.Context, req openai.ChatCompletionRequest) (*ChatStream, error) {
 	s, err := Do(ctx, o.pool, func(actx context.Context, m Member[*openai.Client]) (*ChatStream, error) {
 		return o.openStream(ctx, actx, m, req)
-	})
+	}, Tokens(EstimateTokens(req)))
 	return s, unwrapResponse(err)
 }
 

@@ -369,3 +369,25 @@ func (s *memberState) setEnabled(on bool) change {
 	s.epoch.Add(1)
 	return change{kind: EventDisabled}
 }
+
+// rest takes an Active member out until until without counting a failure:
+// its responses say its rate limit is spent (a proactive cooldown).
+func (s *memberState) rest(until time.Time, now time.Time) change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.phase.Load() {
+	case phaseCooling, phaseProbing:
+		if until.After(s.until) {
+			s.until = until
+			return change{kind: EventCooldown, until: until}
+		}
+		return change{}
+	case phaseDisabled:
+		return change{}
+	}
+	s.lane, s.reason, s.until, s.window = LaneTransient, ReasonRateLimit, until, until.Sub(now)
+	s.dirty.Store(true)
+	s.phase.Store(phaseCooling)
+	s.epoch.Add(1)
+	return change{kind: EventCooldown, until: until}
+}

@@ -214,3 +214,26 @@ func scaled(f float64, unit time.Duration) time.Duration {
 func capHint(d time.Duration) time.Duration {
 	return min(max(d, 0), MaxRetryHint)
 }
+
+// exhaustedFor returns how long a member should rest after a successful
+// response whose rate-limit headers say its quota is spent: a request
+// dimension with 0 remaining, or a token dimension with fewer remaining than
+// next (the next call's estimate, at least 1). It is the latest matching
+// reset, capped at MaxRetryHint; 0 when nothing is spent.
+func exhaustedFor(h http.Header, next int, now time.Time) time.Duration {
+	var d time.Duration
+	for _, dim := range resetDims {
+		left, err := strconv.Atoi(strings.TrimSpace(h.Get(dim.remaining)))
+		if err != nil {
+			continue
+		}
+		need := 1
+		if strings.Contains(dim.remaining, "Tokens") {
+			need = max(next, 1)
+		}
+		if left < need {
+			d = max(d, parseReset(h.Get(dim.reset), now))
+		}
+	}
+	return capHint(d)
+}

@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"context"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -205,4 +206,45 @@ func TestEstimateTokens(t *testing.T) {
 	assert.Equal(t, 4+100+4+10+100, failover.EstimateTokens(req))
 	req.MaxCompletionTokens = 7
 	assert.Equal(t, 4+100+4+10+7, failover.EstimateTokens(req))
+}
+
+// x-ratelimit-remaining-requests: 0 with x-ratelimit-reset-requests: 10s
+// cools the member for 10 s without a 429.
+func TestProactiveCooldown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := failovertest.NewServer()
+		spent := failovertest.OK("last one")
+		spent.Header = http.Header{"X-Ratelimit-Remaining-Requests": {"0"}, "X-Ratelimit-Reset-Requests": {"10s"},
+			"X-Ratelimit-Remaining-Tokens": {"90000"}, "X-Ratelimit-Reset-Tokens": {"1s"}}
+		srv.Script("k1", failovertest.OK("first"), spent, failovertest.OK("again"))
+		var ev events
+		p, err := failover.New(failover.OpenAIKeys("k", srv.Config, "k1", "k2"), failover.WithObserver(ev.observe))
+		require.NoError(t, err)
+		client := failover.NewOpenAI(p)
+		for _, want := range []string{"first", "last one", "ok", "ok"} {
+			resp, err := client.CreateChatCompletion(ctx, chatReq)
+			require.NoError(t, err)
+			assert.Equal(t, want, resp.Choices[0].Message.Content)
+		}
+		st := p.Status()[0]
+		assert.Equal(t, failover.CoolingDown, st.State)
+		assert.Equal(t, failover.ReasonRateLimit, st.Reason)
+		assert.Equal(t, 10*time.Second, time.Until(st.Until))
+		assert.Zero(t, st.Failures, "no 429 was spent")
+		assert.Equal(t, 2, srv.Calls("k1"))
+		assert.Equal(t, []failover.EventKind{failover.EventCooldown}, ev.kinds("k#1"))
+
+		time.Sleep(10 * time.Second)
+		resp, err := client.CreateChatCompletion(ctx, chatReq)
+		require.NoError(t, err)
+		assert.Equal(t, "again", resp.Choices[0].Message.Content)
+
+		// Fewer tokens left than the next call needs: rest until the token reset.
+		low := failovertest.OK("low")
+		low.Header = http.Header{"X-Ratelimit-Remaining-Tokens": {"3"}, "X-Ratelimit-Reset-Tokens": {"6m0s"}}
+		srv.Script("k1", low)
+		_, err = client.CreateChatCompletion(ctx, chatReq)
+		require.NoError(t, err)
+		assert.Equal(t, 6*time.Minute, time.Until(p.Status()[0].Until))
+	})
 }

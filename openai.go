@@ -151,6 +151,7 @@ func (o *OpenAI) Pool() *Pool[*openai.Client] { return o.pool }
 
 // CreateChatCompletion is openai.Client.CreateChatCompletion with failover.
 func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatCompletionRequest) (openai.ChatCompletionResponse, error) {
+	tokens := EstimateTokens(req)
 	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.ChatCompletionResponse, error) {
 		ctx, x := withExchange(ctx)
 		r := req // each attempt starts from the caller's request
@@ -158,13 +159,15 @@ func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatComple
 			r.Model = m.Model
 		}
 		resp, err := m.Client.CreateChatCompletion(ctx, r)
+		o.restIfSpent(m.Name, x, err, tokens)
 		return resp, x.wrap(err)
-	}, Tokens(EstimateTokens(req)))
+	}, Tokens(tokens))
 	return resp, unwrapResponse(err)
 }
 
 // CreateCompletion is openai.Client.CreateCompletion with failover.
 func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequest) (openai.CompletionResponse, error) {
+	tokens := estimateCompletion(req)
 	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.CompletionResponse, error) {
 		ctx, x := withExchange(ctx)
 		r := req
@@ -172,8 +175,9 @@ func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequ
 			r.Model = m.Model
 		}
 		resp, err := m.Client.CreateCompletion(ctx, r)
+		o.restIfSpent(m.Name, x, err, tokens)
 		return resp, x.wrap(err)
-	}, Tokens(estimateCompletion(req)))
+	}, Tokens(tokens))
 	return resp, unwrapResponse(err)
 }
 
@@ -187,9 +191,30 @@ func (o *OpenAI) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequ
 	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.EmbeddingResponse, error) {
 		ctx, x := withExchange(ctx)
 		resp, err := m.Client.CreateEmbeddings(ctx, withEmbeddingModel(conv, m.Model))
+		o.restIfSpent(m.Name, x, err, 1)
 		return resp, x.wrap(err)
 	})
 	return resp, unwrapResponse(err)
+}
+
+// restIfSpent cools a member whose successful response says its rate limit
+// is spent (x-ratelimit-remaining-requests: 0, or fewer remaining tokens
+// than a call like this one needs) until the matching reset, so the next
+// call does not spend a 429 to learn it.
+func (o *OpenAI) restIfSpent(name string, x *exchange, err error, next int) {
+	if err != nil {
+		return
+	}
+	x.mu.Lock()
+	h := x.header
+	x.mu.Unlock()
+	if h == nil {
+		return
+	}
+	now := time.Now()
+	if d := exhaustedFor(h, next, now); d > 0 {
+		o.pool.rest(name, now.Add(d), now)
+	}
 }
 
 // withEmbeddingModel returns a copy of conv with model set, or conv itself

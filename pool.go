@@ -383,3 +383,11 @@ func (p *Pool[C]) Report(name string, err error) {
 	}
 	p.failed(context.Background(), c, m.Group, st, g, err, p.classify(err, now), now, 0)
 }
+
+// rest cools the member called name until until without a failure (a
+// proactive cooldown); unknown names are ignored.
+func (p *Pool[C]) rest(name string, until, now time.Time) {
+	if _, m, err := p.member(name); err == nil {
+		p.apply(context.Background(), m.st, m.st.rest(until, now), Event{Member: name, Reason: ReasonRateLimit})
+	}
+}

@@ -40,16 +40,17 @@ type ChatStream struct {
 // the first chunk, an error goes to the caller from Recv and is reported
 // against the member (see [Pool.Report]).
 func (o *OpenAI) CreateChatCompletionStream(ctx context.Context, req openai.ChatCompletionRequest) (*ChatStream, error) {
+	tokens := EstimateTokens(req)
 	s, err := Do(ctx, o.pool, func(actx context.Context, m Member[*openai.Client]) (*ChatStream, error) {
-		return o.openStream(ctx, actx, m, req)
-	}, Tokens(EstimateTokens(req)))
+		return o.openStream(ctx, actx, m, req, tokens)
+	}, Tokens(tokens))
 	return s, unwrapResponse(err)
 }
 
 // openStream opens a stream on one member and waits for its first chunk.
 // The stream lives in ctx (the caller's context); the attempt's context and
 // the first-chunk timeout bound only the wait for the first chunk.
-func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client], req openai.ChatCompletionRequest) (*ChatStream, error) {
+func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client], req openai.ChatCompletionRequest, tokens int) (*ChatStream, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	sctx, x := withExchange(sctx)
 	stopAttempt := context.AfterFunc(actx, cancel)
@@ -69,6 +70,7 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	timedOut := stalled != nil && !stalled.Stop() // the first chunk came too late
 	if err == nil || errors.Is(err, io.EOF) {
 		if !attemptOver && !timedOut {
+			o.restIfSpent(m.Name, x, nil, tokens)
 			cs := &ChatStream{stream: st, cancel: cancel, pool: o.pool, member: m.Name}
 			if err == nil {
 				cs.first = &first

@@ -131,6 +131,7 @@ type memberState struct {
 	inFlight  atomic.Int64
 	requests  atomic.Uint64
 	failures  atomic.Uint64
+	hedged    atomic.Uint64
 	mu        sync.Mutex
 	lane      Lane
 	reason    Reason

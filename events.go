@@ -21,9 +21,10 @@ const (
 	EventProbe                   // a call is probing a member whose cooldown ended
 	EventRecovered               // a member is Active again (probe succeeded or Enable)
 	EventExhausted               // a call found no member to serve it; Err is the *Error
+	EventHedge                   // a hedged attempt started on Member (see WithHedge)
 )
 
-var eventNames = [...]string{"", "attempt_failed", "cooldown", "disabled", "probe", "recovered", "exhausted"}
+var eventNames = [...]string{"", "attempt_failed", "cooldown", "disabled", "probe", "recovered", "exhausted", "hedge"}
 
 // String returns the kind's name, such as "cooldown".
 func (k EventKind) String() string {
@@ -66,7 +67,7 @@ func (p *Pool[C]) emit(ctx context.Context, ev Event) {
 	switch ev.Kind {
 	case EventDisabled, EventExhausted:
 		level = slog.LevelError
-	case EventProbe, EventRecovered:
+	case EventProbe, EventRecovered, EventHedge:
 		level = slog.LevelInfo
 	}
 	if !l.Enabled(ctx, level) {

@@ -183,10 +183,14 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 	)
 	base := selection{tokens: cs.tokens} // what each selection starts from
 	clk = base
+	if p.budget != nil {
+		p.budget.deposit()
+	}
 	for len(attempts) < limit {
 		if err := ctx.Err(); err != nil {
 			return zero, err
 		}
+
 		wake := p.wake.Load()
 		i, g, ok := p.pick(c, &tried, &clk)
 		if !ok {
@@ -199,8 +203,15 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 			return zero, e
 		}
 		m := &c.members[i]
+		if len(attempts) > 0 && p.budget != nil && !p.budget.spend() {
+			p.apply(ctx, m.st, m.st.release(g), Event{Member: m.Name})
+			return zero, attempts[0].Err // the retry budget is spent: fail fast
+		}
 		if g.probe {
 			p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: len(attempts) + 1})
+		}
+		if p.set.hedge > 0 && len(attempts) == 0 {
+			return hedged(ctx, p, c, fn, i, g, base, limit)
 		}
 		if len(attempts) == 0 && p.set.timed() {
 			start = time.Now()

@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sort"
 	"strings"
@@ -246,5 +247,38 @@ func TestProactiveCooldown(t *testing.T) {
 		_, err = client.CreateChatCompletion(ctx, chatReq)
 		require.NoError(t, err)
 		assert.Equal(t, 6*time.Minute, time.Until(p.Status()[0].Until))
+	})
+}
+
+// Under an outage of every member the retry budget bounds upstream calls.
+func TestRetryBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		run := func(opts ...failover.Option) (upstream int64, firstErrs int) {
+			down := apiErr(503, nil, "overloaded")
+			cs := []*fakeClient{{fail: always(down)}, {fail: always(down)}, {fail: always(down)}, {fail: always(down)}}
+			cd := exact()
+			cd.Transient.Base, cd.Transient.Max = 0, 0 // no cooldown: only the budget holds traffic back
+			p := newPool(t, members(cs...), append(opts, failover.WithCooldowns(cd))...)
+			for range 1000 {
+				_, err := failover.Do(ctx, p, call)
+				require.Error(t, err)
+				var ae *openai.APIError
+				if errors.As(err, &ae) && !errors.Is(err, failover.ErrExhausted) {
+					firstErrs++
+				}
+				time.Sleep(time.Second)
+			}
+			for _, c := range cs {
+				upstream += c.calls.Load()
+			}
+			return upstream, firstErrs
+		}
+		without, _ := run()
+		assert.EqualValues(t, 4000, without, "every call tries every member")
+		with, fast := run(failover.WithRetryBudget(0.1, 5))
+		assert.LessOrEqual(t, with, int64(1000*1.1+5))
+		assert.Greater(t, with, int64(1000))
+		assert.Greater(t, fast, 900, "spent budget: the first error, at once")
+		t.Logf("upstream calls for 1,000 calls in an outage: %d without a budget, %d with WithRetryBudget(0.1, 5)", without, with)
 	})
 }

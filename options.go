@@ -51,6 +51,8 @@ type settings struct {
 	attemptTimeout  time.Duration
 	waitForRecovery time.Duration
 	stickiness      time.Duration
+	budget          *budgetSpec
+	hedge           time.Duration
 }
 
 // WithStrategy sets the order inside a priority tier. The default is Ordered.
@@ -133,10 +135,13 @@ func newSettings(opts []Option) (settings, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"WithAttemptTimeout", s.attemptTimeout}, {"WithWaitForRecovery", s.waitForRecovery}, {"WithStickiness", s.stickiness}} {
+	}{{"WithAttemptTimeout", s.attemptTimeout}, {"WithWaitForRecovery", s.waitForRecovery}, {"WithStickiness", s.stickiness}, {"WithHedge", s.hedge}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: duration %v is negative", d.name, d.v))
 		}
+	}
+	if b := s.budget; b != nil && (!(b.ratio >= 0 && b.ratio <= 1000) || b.floor < 0) {
+		errs = append(errs, fmt.Errorf("WithRetryBudget: ratio %v must be in [0, 1000] and floor %d not negative", b.ratio, b.floor))
 	}
 	errs = append(errs, s.cooldowns.validate()...)
 	if err := errors.Join(errs...); err != nil {

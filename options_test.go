@@ -40,6 +40,8 @@ func TestNewValidation(t *testing.T) {
 			failover.WithAttemptTimeout(-time.Second), failover.WithWaitForRecovery(-1), failover.WithStickiness(-time.Minute), failover.WithMaxAttempts(-2)},
 			[]string{"WithAttemptTimeout: duration -1s is negative", "WithWaitForRecovery: duration -1ns is negative", "WithStickiness: duration -1m0s is negative", "WithMaxAttempts: -2 is negative"}},
 		{"strategy", []failover.Member[*fakeClient]{m("a", nil)}, []failover.Option{failover.WithStrategy(9)}, []string{"WithStrategy: unknown strategy 9"}},
+		{"budget", []failover.Member[*fakeClient]{m("a", nil)}, []failover.Option{failover.WithRetryBudget(-1, -2)}, []string{"WithRetryBudget: ratio -1 must be in [0, 1000] and floor -2 not negative"}},
+		{"hedge", []failover.Member[*fakeClient]{m("a", nil)}, []failover.Option{failover.WithHedge(-time.Second)}, []string{"WithHedge: duration -1s is negative"}},
 		{"jitter", []failover.Member[*fakeClient]{m("a", nil)}, []failover.Option{bad(func() failover.Cooldowns {
 			c := failover.DefaultCooldowns()
 			c.Transient.Jitter = 1.5

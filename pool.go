@@ -39,6 +39,7 @@ type Limits struct {
 // all methods are safe for concurrent use.
 type Pool[C any] struct {
 	set    settings
+	budget *budget // nil without WithRetryBudget
 	cfg    atomic.Pointer[config[C]]
 	update sync.Mutex                    // serializes Update
 	sticky atomic.Pointer[stickTo[C]]    // set after a failover when WithStickiness is on
@@ -82,7 +83,7 @@ func New[C any](members []Member[C], opts ...Option) (*Pool[C], error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool[C]{set: set}
+	p := &Pool[C]{set: set, budget: newBudget(set.budget)}
 	c, err := p.build(members, nil)
 	if err != nil {
 		return nil, err

@@ -63,6 +63,7 @@ type Status struct {
 	InFlight            int       `json:"in_flight"`
 	Requests            uint64    `json:"requests"`
 	Failures            uint64    `json:"failures"`
+	Hedged              uint64    `json:"hedged"` // hedged attempts started on it (WithHedge)
 	LastError           string    `json:"last_error,omitempty"`
 }
 
@@ -100,6 +101,7 @@ func (p *Pool[C]) Status() []Status {
 		s.InFlight = int(st.inFlight.Load())
 		s.Requests = st.requests.Load()
 		s.Failures = st.failures.Load()
+		s.Hedged = st.hedged.Load()
 		out[i] = s
 	}
 	return out

@@ -132,6 +132,7 @@ type memberState struct {
 	requests  atomic.Uint64
 	failures  atomic.Uint64
 	hedged    atomic.Uint64
+	limited   atomic.Uint64
 	mu        sync.Mutex
 	lane      Lane
 	reason    Reason
@@ -162,15 +163,12 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 	epoch := s.epoch.Load()
 	switch s.phase.Load() {
 	case phaseActive:
-		if lim := s.lim.Load(); lim != nil {
-			if !lim.fits(sel.tokens, 0) {
-				return grant{}, false
-			}
-			if ok, _ := lim.take(sel.now(), sel.tokens, s.inFlight.Load()); !ok {
-				return grant{}, false
-			}
+		if lim := s.lim.Load(); lim == nil {
+			s.inFlight.Add(1)
+		} else if !lim.admit(sel.now(), sel.tokens, &s.inFlight) {
+			s.limited.Add(1)
+			return grant{}, false
 		}
-		s.inFlight.Add(1)
 		s.requests.Add(1)
 		return grant{epoch: epoch}, true
 	case phaseCooling:
@@ -180,16 +178,13 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 		if s.phase.Load() != phaseCooling || t.Before(s.until) {
 			return grant{}, false
 		}
-		if lim := s.lim.Load(); lim != nil {
-			if !lim.fits(sel.tokens, 0) {
-				return grant{}, false
-			}
-			if ok, _ := lim.take(t, sel.tokens, s.inFlight.Load()); !ok {
-				return grant{}, false
-			}
+		if lim := s.lim.Load(); lim == nil {
+			s.inFlight.Add(1)
+		} else if !lim.admit(t, sel.tokens, &s.inFlight) {
+			s.limited.Add(1)
+			return grant{}, false
 		}
 		s.phase.Store(phaseProbing)
-		s.inFlight.Add(1)
 		s.requests.Add(1)
 		return grant{epoch: s.epoch.Load(), probe: true}, true
 	}
@@ -219,7 +214,7 @@ func (s *memberState) ready(sel *selection) bool {
 		return true
 	}
 	t := sel.now()
-	at := lim.next(t, sel.tokens, s.inFlight.Load())
+	at := lim.next(t, sel.tokens)
 	return !at.IsZero() && !at.After(t) && (lim.limits.MaxInFlight == 0 || s.inFlight.Load() < int64(lim.limits.MaxInFlight))
 }
 

@@ -46,6 +46,10 @@ var (
 	// ErrLimited is the Err of an Attempt skipped because the call would
 	// exceed the member's Limits.
 	ErrLimited = errors.New("over its limits")
+	// ErrRetryBudget is the Err of the EventExhausted emitted when a call
+	// failed fast because the retry budget was spent (see WithRetryBudget);
+	// the call itself returns its first error.
+	ErrRetryBudget = errors.New("failover: retry budget spent")
 )
 
 // coolingError is the Err of an Attempt skipped for a cooldown; it matches
@@ -205,6 +209,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		m := &c.members[i]
 		if len(attempts) > 0 && p.budget != nil && !p.budget.spend() {
 			p.apply(ctx, m.st, m.st.release(g), Event{Member: m.Name})
+			p.budgetSpent(ctx, attempts[0])
 			return zero, attempts[0].Err // the retry budget is spent: fail fast
 		}
 		if g.probe {
@@ -364,7 +369,7 @@ func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, t
 			if lim == nil {
 				continue // ready, but the call ran out of attempts
 			}
-			recovers = lim.next(now, tokens, m.st.inFlight.Load())
+			recovers = lim.next(now, tokens)
 			if !lim.fits(tokens, 0) {
 				recovers = time.Time{} // the call never fits its context
 			} else if !recovers.After(now) && (lim.limits.MaxInFlight == 0 || m.st.inFlight.Load() < int64(lim.limits.MaxInFlight)) {
@@ -417,6 +422,12 @@ func (p *Pool[C]) wait(ctx context.Context, retryAt time.Time, wake chan struct{
 	case <-ctx.Done():
 	}
 	return true
+}
+
+// budgetSpent emits EventExhausted for a call that failed fast on the budget.
+func (p *Pool[C]) budgetSpent(ctx context.Context, first Attempt) {
+	p.emit(ctx, Event{Kind: EventExhausted, Member: first.Member, Reason: first.Reason,
+		Err: fmt.Errorf("%w: %w", ErrRetryBudget, redactedError{first.Err}), Attempt: 1})
 }
 
 // exhausted emits EventExhausted for a call that failed.

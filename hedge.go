@@ -82,6 +82,9 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 		m := &c.members[i]
 		if p.budget != nil && !p.budget.spend() {
 			p.apply(ctx, m.st, m.st.release(g), Event{Member: m.Name})
+			if len(attempts) > 0 {
+				p.budgetSpent(ctx, attempts[0])
+			}
 			return false
 		}
 		if hedge {

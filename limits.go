@@ -2,6 +2,7 @@ package failover
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,22 +40,40 @@ func (l *limiter) fits(n, min int) bool {
 	return (ct == 0 || n <= ct) && (min == 0 || ct >= min)
 }
 
-// take reserves a call of n tokens at now if the limits allow it. If not,
-// it returns false and the earliest time the call could start: zero when it
-// never can (more tokens than TPM), now when only MaxInFlight stands in the
-// way (a call that ends frees a slot). inFlight is the member's count before
-// this call.
-func (l *limiter) take(now time.Time, n int, inFlight int64) (bool, time.Time) {
+// admit claims a call of n tokens at now if the limits allow it: an
+// in-flight slot (counted in inFlight, which it increments) and a place in
+// the RPM and TPM windows. It reports false, claiming nothing, otherwise.
+func (l *limiter) admit(now time.Time, n int, inFlight *atomic.Int64) bool {
+	if !l.fits(n, 0) {
+		return false
+	}
+	if max := int64(l.limits.MaxInFlight); max > 0 {
+		for {
+			v := inFlight.Load()
+			if v >= max {
+				return false
+			}
+			if inFlight.CompareAndSwap(v, v+1) {
+				break
+			}
+		}
+	} else {
+		inFlight.Add(1)
+	}
+	if !l.take(now, n) {
+		inFlight.Add(-1)
+		return false
+	}
+	return true
+}
+
+// take reserves a call of n tokens at now in the RPM and TPM windows, if
+// they allow it.
+func (l *limiter) take(now time.Time, n int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	at, ok := l.free(now, n)
-	switch {
-	case !ok:
-		return false, time.Time{}
-	case at.After(now):
-		return false, at
-	case l.limits.MaxInFlight > 0 && inFlight >= int64(l.limits.MaxInFlight):
-		return false, now
+	if at, ok := l.free(now, n); !ok || at.After(now) {
+		return false
 	}
 	if rpm := l.limits.RPM; rpm > 0 {
 		if len(l.starts) < rpm {
@@ -68,12 +87,12 @@ func (l *limiter) take(now time.Time, n int, inFlight int64) (bool, time.Time) {
 		l.tokens = append(l.tokens, spent{now, n})
 		l.sum += n
 	}
-	return true, time.Time{}
+	return true
 }
 
 // next returns when a call of n tokens could start, without reserving it:
 // zero if never, now or later otherwise.
-func (l *limiter) next(now time.Time, n int, inFlight int64) time.Time {
+func (l *limiter) next(now time.Time, n int) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	at, ok := l.free(now, n)

@@ -139,6 +139,8 @@ func TestMaxInFlight(t *testing.T) {
 		wg.Wait()
 		assert.EqualValues(t, 2, a.calls.Load())
 		assert.EqualValues(t, 3, b.calls.Load())
+		assert.EqualValues(t, 3, p.Status()[0].Limited)
+		assert.Equal(t, 2, p.Status()[0].Limits.MaxInFlight)
 
 		one := members(&fakeClient{delay: time.Second})
 		one[0].Limits.MaxInFlight = 1
@@ -275,10 +277,63 @@ func TestRetryBudget(t *testing.T) {
 		}
 		without, _ := run()
 		assert.EqualValues(t, 4000, without, "every call tries every member")
-		with, fast := run(failover.WithRetryBudget(0.1, 5))
+		var ev events
+		with, fast := run(failover.WithRetryBudget(0.1, 5), failover.WithObserver(ev.observe))
+		spent := 0
+		for _, e := range ev.all {
+			if e.Kind == failover.EventExhausted && errors.Is(e.Err, failover.ErrRetryBudget) {
+				spent++
+			}
+		}
+		assert.Equal(t, fast, spent, "an event for each call the budget stopped")
 		assert.LessOrEqual(t, with, int64(1000*1.1+5))
 		assert.Greater(t, with, int64(1000))
 		assert.Greater(t, fast, 900, "spent budget: the first error, at once")
 		t.Logf("upstream calls for 1,000 calls in an outage: %d without a budget, %d with WithRetryBudget(0.1, 5)", without, with)
+	})
+}
+
+// The same through go-openai against a provider that enforces 60 RPM per
+// key: the client-side limit keeps every call under it, so the provider
+// never answers 429.
+func TestRPMLimitAgainstProvider(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := failovertest.NewServer()
+		keys := []string{"k1", "k2", "k3", "k4"}
+		for _, k := range keys {
+			srv.Limit(k, 60)
+		}
+		ms := failover.OpenAIKeys("free", srv.Config, keys...)
+		for i := range ms {
+			ms[i].Limits.RPM = 60
+		}
+		p, err := failover.New(ms)
+		require.NoError(t, err)
+		client := failover.NewOpenAI(p)
+		for range 5 * 200 {
+			_, err := client.CreateChatCompletion(ctx, chatReq)
+			require.NoError(t, err)
+			time.Sleep(300 * time.Millisecond)
+		}
+		for _, k := range keys {
+			assert.Zero(t, srv.Limited(k), k)
+			var at []time.Time
+			for _, r := range srv.Requests(k) {
+				at = append(at, r.At)
+			}
+			assert.LessOrEqual(t, maxInAnyMinute(at), 60, k)
+		}
+		assert.Len(t, srv.Requests(""), 1000)
+
+		// Without the client-side limit the provider's 429s do the limiting.
+		q, err := failover.New(failover.OpenAIKeys("free", srv.Config, keys...))
+		require.NoError(t, err)
+		srv.Reset()
+		unlimited := failover.NewOpenAI(q)
+		for range 200 {
+			_, _ = unlimited.CreateChatCompletion(ctx, chatReq)
+			time.Sleep(300 * time.Millisecond)
+		}
+		assert.Positive(t, srv.Limited("k1"), "the control run does hit the provider's limit")
 	})
 }

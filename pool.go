@@ -26,13 +26,13 @@ type Member[C any] struct {
 // ContextTokens, undeclared). A call that would exceed one skips the member
 // with no upstream call.
 type Limits struct {
-	RPM         int // requests started in any minute
-	TPM         int // tokens (see Tokens) of the calls started in any minute
-	MaxInFlight int // concurrent calls
+	RPM         int `json:"rpm,omitempty"`           // requests started in any minute
+	TPM         int `json:"tpm,omitempty"`           // tokens (see Tokens) of the calls started in any minute
+	MaxInFlight int `json:"max_in_flight,omitempty"` // concurrent calls
 	// ContextTokens is the largest call (see Tokens) the member takes. A
 	// larger call skips it, and a context_length error moves on only to
 	// members that declare a larger context.
-	ContextTokens int
+	ContextTokens int `json:"context_tokens,omitempty"`
 }
 
 // Pool runs calls against its members with failover. Create it with [New];

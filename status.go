@@ -63,7 +63,9 @@ type Status struct {
 	InFlight            int       `json:"in_flight"`
 	Requests            uint64    `json:"requests"`
 	Failures            uint64    `json:"failures"`
-	Hedged              uint64    `json:"hedged"` // hedged attempts started on it (WithHedge)
+	Hedged              uint64    `json:"hedged"`  // hedged attempts started on it (WithHedge)
+	Limited             uint64    `json:"limited"` // calls that skipped it for its Limits
+	Limits              Limits    `json:"limits"`  // its configured limits
 	LastError           string    `json:"last_error,omitempty"`
 }
 
@@ -102,6 +104,8 @@ func (p *Pool[C]) Status() []Status {
 		s.Requests = st.requests.Load()
 		s.Failures = st.failures.Load()
 		s.Hedged = st.hedged.Load()
+		s.Limited = st.limited.Load()
+		s.Limits = m.Limits
 		out[i] = s
 	}
 	return out

@@ -60,6 +60,9 @@ type Request struct {
 	Model  string
 	Stream bool
 	Body   []byte
+	At     time.Time // when the call arrived
+	// Limited is true when the call was over the key's Limit and got a 429.
+	Limited bool
 }
 
 // Server is a fake OpenAI-compatible provider. Its methods are safe for
@@ -67,6 +70,7 @@ type Request struct {
 type Server struct {
 	mu       sync.Mutex
 	scripts  map[string][]Response
+	limits   map[string]int // requests per minute, by key
 	requests []Request
 	ts       *httptest.Server
 }
@@ -74,7 +78,7 @@ type Server struct {
 // NewServer returns a server with no scripts: every key is answered with a
 // default success until [Server.Script] says otherwise.
 func NewServer() *Server {
-	return &Server{scripts: make(map[string][]Response)}
+	return &Server{scripts: make(map[string][]Response), limits: make(map[string]int)}
 }
 
 // Script sets the answers for key: the n-th call gets rs[n-1], and calls
@@ -84,6 +88,26 @@ func (s *Server) Script(key string, rs ...Response) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.scripts[key] = append([]Response(nil), rs...)
+}
+
+// Limit makes the server enforce rpm requests per minute (over any sliding
+// 60 s) for key, as a provider does: a call over it gets a 429 with
+// Retry-After instead of its scripted answer. 0 removes the limit.
+func (s *Server) Limit(key string, rpm int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limits[key] = rpm
+}
+
+// Limited returns how many calls with key the server refused for its Limit.
+func (s *Server) Limited(key string) int {
+	n := 0
+	for _, r := range s.Requests(key) {
+		if r.Limited {
+			n++
+		}
+	}
+	return n
 }
 
 // Calls returns the number of calls that carried key.
@@ -163,21 +187,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Stream bool   `json:"stream"`
 	}
 	_ = json.Unmarshal(body, &fields)
-	req := Request{Key: keyOf(r), Path: r.URL.Path, Model: fields.Model, Stream: fields.Stream, Body: body}
+	req := Request{Key: keyOf(r), Path: r.URL.Path, Model: fields.Model, Stream: fields.Stream, Body: body, At: time.Now()}
 
 	s.mu.Lock()
-	n := 0
+	n, recent := 0, 0
 	for _, old := range s.requests {
 		if old.Key == req.Key {
 			n++
+			if !old.Limited && req.At.Sub(old.At) < time.Minute {
+				recent++
+			}
 		}
 	}
+	rpm := s.limits[req.Key]
+	req.Limited = rpm > 0 && recent >= rpm
 	s.requests = append(s.requests, req)
 	script := s.scripts[req.Key]
 	s.mu.Unlock()
 
 	resp := Response{}
-	if len(script) > 0 {
+	switch {
+	case req.Limited:
+		resp = RateLimited(time.Second)
+	case len(script) > 0:
 		resp = script[min(n, len(script)-1)]
 	}
 	if !wait(r, resp.Delay) {

@@ -349,3 +349,24 @@ func TestOpenAICompletionAndEmbeddings(t *testing.T) {
 	_, err = client.CreateEmbeddings(context.Background(), (*openai.EmbeddingRequest)(nil))
 	assert.ErrorIs(t, err, failover.ErrInvalid)
 }
+
+// Azure: the api-key header, deployments in the path, and retry-after-ms on
+// a 429 set the cooldown.
+func TestOpenAIAzure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := failovertest.NewServer()
+		srv.Script("azure-key-1", failovertest.Response{Status: 429, Header: http.Header{"Retry-After-Ms": {"7500"}},
+			Body: `{"error":{"code":"429","message":"Requests to the ChatCompletions_Create Operation have exceeded call rate limit. Please retry after 8 seconds."}}`})
+		azure := func(key string) openai.ClientConfig {
+			cfg := openai.DefaultAzureConfig(key, "https://my-resource.openai.azure.com")
+			cfg.HTTPClient = srv.HTTPClient()
+			return cfg
+		}
+		p, err := failover.New(failover.OpenAIKeys("azure", azure, "azure-key-1", "azure-key-2"))
+		require.NoError(t, err)
+		_, err = failover.NewOpenAI(p).CreateChatCompletion(ctx, chatReq)
+		require.NoError(t, err)
+		assert.Equal(t, 7500*time.Millisecond, time.Until(p.Status()[0].Until))
+		assert.Contains(t, srv.Requests("azure-key-2")[0].Path, "/openai/deployments/gpt-4o/chat/completions")
+	})
+}

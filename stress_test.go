@@ -101,6 +101,18 @@ func TestStress(t *testing.T) {
 					recoveries[e.Member] = append(recoveries[e.Member], time.Now())
 				}
 			}))
+		// An operator takes h out of rotation for a minute in the middle.
+		var offAt, onAt time.Time
+		operatorDone := make(chan struct{})
+		go func() {
+			defer close(operatorDone)
+			time.Sleep(30 * time.Second)
+			assert.NoError(t, p.Disable("h"))
+			offAt = time.Now()
+			time.Sleep(time.Minute)
+			onAt = time.Now()
+			assert.NoError(t, p.Enable("h"))
+		}()
 		const goroutines, perG = 1000, 100
 		var ok, failed, canceled atomic.Int64
 		var wg sync.WaitGroup
@@ -139,6 +151,13 @@ func TestStress(t *testing.T) {
 
 		for _, st := range p.Status() {
 			assert.Zero(t, st.InFlight, st.Name)
+		}
+		<-operatorDone
+		require.False(t, onAt.IsZero())
+		for _, c := range log.calls["h"] {
+			if c.start.After(offAt) && c.start.Before(onAt) {
+				t.Errorf("h: call at %v while disabled %v–%v", c.start, offAt, onAt)
+			}
 		}
 		// No call started strictly inside a window; calls that start after
 		// a window ends (probes) never overlap until the member recovers or

@@ -156,6 +156,10 @@ func classifyReason(err error) Verdict {
 	if errors.As(err, &reqErr) {
 		return classifyBody(reqErr.HTTPStatusCode, reqErr.Body)
 	}
+	var httpErr *HTTPError
+	if errors.As(err, &httpErr) {
+		return classifyBody(httpErr.StatusCode, httpErr.Body)
+	}
 	var apiErr *openai.APIError
 	if errors.As(err, &apiErr) {
 		return classifyAPIError(apiErr)

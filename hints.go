@@ -94,6 +94,12 @@ func hintOf(err error, now time.Time) time.Duration {
 			return d
 		}
 	}
+	var httpErr *HTTPError
+	if errors.As(err, &httpErr) {
+		if d := max(RetryHint(httpErr.Header, now), RetryHintFromBody(httpErr.Body)); d > 0 {
+			return d
+		}
+	}
 	return hintFromText(err.Error())
 }
 

@@ -1,0 +1,279 @@
+package failover
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/llmfailover/failover/internal/redact"
+)
+
+// Auth says how an [Upstream] sends its credential.
+type Auth int
+
+// The ways to send a credential.
+const (
+	AuthBearer  Auth = iota // Authorization: Bearer <key> (OpenAI and compatible)
+	AuthAPIKey              // api-key: <key> (Azure OpenAI)
+	AuthXAPIKey             // x-api-key: <key> (Anthropic)
+	AuthGoogKey             // x-goog-api-key: <key> (Gemini)
+	AuthQuery               // ?key=<key> (Gemini, some gateways)
+)
+
+// credentialHeaders are removed from every outgoing request: the caller's
+// own credential never reaches an upstream, and one member's never reaches
+// another.
+var credentialHeaders = []string{"Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key"}
+
+// Upstream is an HTTP member's configuration for [Transport]: where to send
+// a request and with which credential.
+type Upstream struct {
+	// BaseURL replaces the scheme, host and leading "/v1" of each request's
+	// URL: with BaseURL "https://openrouter.ai/api/v1", a request for
+	// http://any-host/v1/chat/completions goes to
+	// https://openrouter.ai/api/v1/chat/completions.
+	BaseURL string
+	Key     string      // the credential; never shown in errors, events or status
+	Auth    Auth        // how Key is sent; AuthBearer by default
+	Header  http.Header // extra headers, such as anthropic-version or OpenRouter's HTTP-Referer
+	// Transport sends the request; nil means http.DefaultTransport.
+	Transport http.RoundTripper
+}
+
+// DefaultMaxReplayBody is the default largest request body Transport
+// buffers so that it can replay it on another member.
+const DefaultMaxReplayBody = 32 << 20
+
+// maxErrorBody bounds what Transport reads of a failed response to
+// classify it.
+const maxErrorBody = 64 << 10
+
+// ErrBodyTooLarge: a request body without GetBody is larger than
+// Transport.MaxReplayBody, so it could not be replayed; nothing was sent.
+var ErrBodyTooLarge = errors.New("failover: request body larger than the replay limit")
+
+// Transport is an http.RoundTripper that fails over across a pool of
+// upstreams, for SDKs other than go-openai (openai-go, Anthropic's, Google's,
+// langchaingo) and plain net/http. Each request goes to the member the pool
+// picks, with that member's credential and, if the member has a Model, the
+// JSON body's "model" rewritten. A failed response is classified from its
+// status, headers and (bounded) body, and the request is replayed on the next
+// member. A successful response, streaming or not, passes through untouched.
+//
+// When no member serves, the caller's SDK gets the last upstream's error
+// response as is, or, if no member could be tried, a 503 with Retry-After
+// and a JSON error body. Turn the SDK's own retries off: the pool is the one
+// retry loop.
+type Transport struct {
+	Pool *Pool[Upstream]
+	// MaxReplayBody is the largest body buffered for replay when the
+	// request has no GetBody; 0 means DefaultMaxReplayBody.
+	MaxReplayBody int64
+}
+
+// NewTransport returns a Transport over p.
+func NewTransport(p *Pool[Upstream]) *Transport { return &Transport{Pool: p} }
+
+// HTTPError is a failed upstream response, as Transport classifies it. Its
+// text is redacted.
+type HTTPError struct {
+	StatusCode int
+	Header     http.Header
+	Body       []byte // at most 64 KiB
+}
+
+func (e *HTTPError) Error() string {
+	return redact.String(fmt.Sprintf("upstream answered %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), redact.Truncate(string(e.Body), 512)))
+}
+
+// response rebuilds the upstream response for the caller's SDK.
+func (e *HTTPError) response(req *http.Request) *http.Response {
+	return &http.Response{
+		Status: fmt.Sprintf("%d %s", e.StatusCode, http.StatusText(e.StatusCode)), StatusCode: e.StatusCode,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: e.Header.Clone(),
+		Body: io.NopCloser(bytes.NewReader(e.Body)), ContentLength: int64(len(e.Body)), Request: req,
+	}
+}
+
+// RoundTrip sends req through the pool.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, err := t.replayable(req)
+	if err != nil {
+		return nil, err
+	}
+	ctx := req.Context()
+	resp, err := Do(ctx, t.Pool, func(actx context.Context, m Member[Upstream]) (*http.Response, error) {
+		return send(ctx, actx, req, body, m)
+	})
+	if err == nil {
+		return resp, nil
+	}
+	var he *HTTPError
+	if errors.As(err, &he) { // a request error, or the last upstream's answer
+		var fe *Error
+		if !errors.As(err, &fe) || lastAttemptErr(fe, &he) {
+			return he.response(req), nil
+		}
+	}
+	var fe *Error
+	if errors.As(err, &fe) && errors.Is(err, ErrUnavailable) {
+		return unavailableResponse(req, fe), nil
+	}
+	return nil, err
+}
+
+// lastAttemptErr finds the HTTPError of the last attempt that was tried.
+func lastAttemptErr(fe *Error, he **HTTPError) bool {
+	for i := len(fe.Attempts) - 1; i >= 0; i-- {
+		if a := fe.Attempts[i]; !a.Skipped && errors.As(a.Err, he) {
+			return true
+		}
+	}
+	return false
+}
+
+// unavailableResponse is the 503 a caller's SDK sees when no member could
+// be tried, with Retry-After from RetryAt.
+func unavailableResponse(req *http.Request, fe *Error) *http.Response {
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{
+		"message": fe.Error(), "type": "failover_unavailable", "code": "unavailable"}})
+	h := http.Header{"Content-Type": {"application/json"}}
+	if !fe.RetryAt.IsZero() {
+		h.Set("Retry-After", strconv.Itoa(max(int(time.Until(fe.RetryAt).Seconds()+0.999), 1)))
+	}
+	he := &HTTPError{StatusCode: http.StatusServiceUnavailable, Header: h, Body: b}
+	return he.response(req)
+}
+
+// replayable returns a function that yields a fresh copy of the body for
+// each attempt, or an error before any upstream call when the body cannot
+// be replayed.
+func (t *Transport) replayable(req *http.Request) (func() (io.ReadCloser, []byte, error), error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return func() (io.ReadCloser, []byte, error) { return http.NoBody, nil, nil }, nil
+	}
+	limit := t.MaxReplayBody
+	if limit <= 0 {
+		limit = DefaultMaxReplayBody
+	}
+	b, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	_ = req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w (%d bytes): set Transport.MaxReplayBody or give the request a GetBody", ErrBodyTooLarge, limit)
+	}
+	return func() (io.ReadCloser, []byte, error) { return io.NopCloser(bytes.NewReader(b)), b, nil }, nil
+}
+
+// send makes one attempt on member m. The upstream request lives in ctx (the
+// caller's), so a streamed body outlives the attempt; the attempt's context
+// bounds only the wait for the response headers.
+func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadCloser, []byte, error), m Member[Upstream]) (*http.Response, error) {
+	up := m.Client
+	target, err := url.Parse(up.BaseURL)
+	if err != nil || target.Host == "" {
+		return nil, fmt.Errorf("%w: member %q: BaseURL %q is not an absolute URL", ErrInvalid, m.Name, redact.String(up.BaseURL))
+	}
+	rc, raw, err := body()
+	if err != nil {
+		return nil, err
+	}
+	if m.Model != "" && raw != nil {
+		if b, ok := withModel(raw, m.Model); ok {
+			rc, raw = io.NopCloser(bytes.NewReader(b)), b
+		}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(actx, cancel)
+	out := req.Clone(rctx)
+	out.Body, out.GetBody, out.ContentLength = rc, nil, int64(len(raw))
+	if raw == nil {
+		out.ContentLength = 0
+	}
+	out.Host = ""
+	out.URL.Scheme, out.URL.Host = target.Scheme, target.Host
+	out.URL.Path = strings.TrimSuffix(target.Path, "/") + strings.TrimPrefix(req.URL.Path, "/v1")
+	out.URL.RawPath = ""
+	q := out.URL.Query()
+	q.Del("key")
+	for _, h := range credentialHeaders {
+		out.Header.Del(h)
+	}
+	for k, vs := range up.Header {
+		out.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	switch up.Auth {
+	case AuthAPIKey:
+		out.Header.Set("Api-Key", up.Key)
+	case AuthXAPIKey:
+		out.Header.Set("X-Api-Key", up.Key)
+	case AuthGoogKey:
+		out.Header.Set("X-Goog-Api-Key", up.Key)
+	case AuthQuery:
+		q.Set("key", up.Key)
+	default:
+		out.Header.Set("Authorization", "Bearer "+up.Key)
+	}
+	out.URL.RawQuery = q.Encode()
+	rt := up.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	resp, err := rt.RoundTrip(out)
+	attemptOver := !stop()
+	if err != nil {
+		cancel()
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = &url.Error{Op: ue.Op, URL: redact.String(ue.URL), Err: ue.Err}
+		}
+		if attemptOver && ctx.Err() == nil {
+			err = fmt.Errorf("failover: attempt: %w", actx.Err())
+		}
+		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		_ = resp.Body.Close()
+		cancel()
+		return nil, &HTTPError{StatusCode: resp.StatusCode, Header: resp.Header, Body: b}
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// withModel rewrites the "model" field of a JSON object body.
+func withModel(body []byte, model string) ([]byte, bool) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return nil, false
+	}
+	if _, ok := fields["model"]; !ok {
+		return nil, false
+	}
+	fields["model"], _ = json.Marshal(model)
+	b, err := json.Marshal(fields)
+	return b, err == nil
+}
+
+// cancelOnClose releases the upstream request's context with its body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}

@@ -3,7 +3,6 @@ package failover
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -255,7 +254,7 @@ func (s *memberState) succeed(g grant, now func() time.Time) change {
 // fail records a failed outcome of a call that acquired g (epoch staleEpoch
 // for an outcome reported from outside a call). It opens, escalates or
 // extends the member's window as the verdict's lane requires.
-func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, now time.Time) change {
+func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, r float64, now time.Time) change {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lane := v.Reason.Lane()
@@ -283,7 +282,7 @@ func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, now tim
 			return change{}
 		}
 		if lane > s.lane {
-			return s.open(lane, 1, v, cd, now)
+			return s.open(lane, 1, v, cd, r, now)
 		}
 		if end := now.Add(v.RetryAfter); v.RetryAfter > 0 && end.After(s.until) {
 			s.until = end
@@ -295,13 +294,13 @@ func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, now tim
 	if lane != s.lane || (p == phaseActive && !now.Before(s.stable)) {
 		level = 1 // a new kind of failure, or the member was stable long enough
 	}
-	return s.open(lane, level, v, cd, now)
+	return s.open(lane, level, v, cd, r, now)
 }
 
 // open starts a window. It is called with mu held.
-func (s *memberState) open(lane Lane, level int, v Verdict, cd *Cooldowns, now time.Time) change {
+func (s *memberState) open(lane Lane, level int, v Verdict, cd *Cooldowns, r float64, now time.Time) change {
 	s.lane, s.level, s.reason = lane, level, v.Reason
-	s.window = max(cd.lane(lane).Window(level, rand.Float64()), v.RetryAfter)
+	s.window = max(cd.lane(lane).Window(level, r), v.RetryAfter)
 	s.until = now.Add(s.window)
 	s.dirty.Store(true)
 	kind := EventCooldown

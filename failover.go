@@ -185,7 +185,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		waited   time.Time // when the call started to wait, if it did
 		start    time.Time // of the current attempt, when timed
 	)
-	base := selection{tokens: cs.tokens} // what each selection starts from
+	base := selection{tokens: cs.tokens, clock: p.set.now} // what each selection starts from
 	clk = base
 	if p.budget != nil {
 		p.budget.deposit()
@@ -219,7 +219,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 			return hedged(ctx, p, c, fn, i, g, base, limit)
 		}
 		if len(attempts) == 0 && p.set.timed() {
-			start = time.Now()
+			start = p.now()
 		}
 		out, err := attempt(ctx, p, m, g, fn, &clk)
 		if m.st.lim.Load().bySlots() {
@@ -231,7 +231,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 			}
 			return out, nil
 		}
-		now := time.Now()
+		now := p.now()
 		v := p.verdict(ctx, err, now)
 		p.failed(ctx, c, m.Group, m.st, g, err, v, now, len(attempts)+1)
 		if v.Reason == ReasonContextLength && largerContext(c, &tried, m) {
@@ -249,7 +249,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		tried.set(i)
 		clk, start = base, now
 	}
-	e := p.unavailable(c, &tried, attempts, cs.tokens, time.Now())
+	e := p.unavailable(c, &tried, attempts, cs.tokens, p.now())
 	p.exhausted(ctx, e)
 	return zero, e
 }
@@ -312,7 +312,7 @@ func (p *Pool[C]) classify(err error, now time.Time) Verdict {
 // failure, and emits the events.
 func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *memberState, g grant, err error, v Verdict, now time.Time, n int) {
 	st.inFlight.Add(-1)
-	ch := st.fail(g, v, err, &p.set.cooldowns, now)
+	ch := st.fail(g, v, err, &p.set.cooldowns, p.draw(st), now)
 	if v.Reason.FailsOver() && n > 0 {
 		p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: v.Reason, Err: redactedError{err}, Attempt: n})
 	}

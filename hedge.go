@@ -133,13 +133,13 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 				panic(r.value)
 			case r.err == nil:
 				finish()
-				p.apply(ctx, m.st, m.st.succeed(r.g, (&selection{}).now), Event{Member: m.Name})
+				p.apply(ctx, m.st, m.st.succeed(r.g, (&selection{clock: p.set.now}).now), Event{Member: m.Name})
 				if len(attempts) > 0 {
-					p.stick(c, r.i, time.Now())
+					p.stick(c, r.i, p.now())
 				}
 				return r.out, nil
 			}
-			now := time.Now()
+			now := p.now()
 			v := p.verdict(ctx, r.err, now)
 			p.failed(ctx, c, m.Group, m.st, r.g, r.err, v, now, len(attempts)+1)
 			if !v.Reason.FailsOver() {

@@ -211,7 +211,7 @@ func (o *OpenAI) restIfSpent(name string, x *exchange, err error, next int) {
 	if h == nil {
 		return
 	}
-	now := time.Now()
+	now := o.pool.now()
 	if d := exhaustedFor(h, next, now); d > 0 {
 		o.pool.rest(name, now.Add(d), now)
 	}

@@ -53,6 +53,7 @@ type settings struct {
 	stickiness      time.Duration
 	budget          *budgetSpec
 	hedge           time.Duration
+	now             func() time.Time // nil means time.Now
 }
 
 // WithStrategy sets the order inside a priority tier. The default is Ordered.
@@ -98,6 +99,14 @@ func WithWaitForRecovery(max time.Duration) Option {
 // again. The default, 0, goes back to the highest priority as soon as its
 // cooldown ends.
 func WithStickiness(d time.Duration) Option { return func(o *settings) { o.stickiness = d } }
+
+// WithClock runs the pool on virtual time, for simulations and dry runs:
+// now replaces time.Now for cooldowns, probes, limits, stickiness and
+// Status, and cooldown jitter comes from a fixed sequence per member, so a
+// simulation replays exactly. Waits (WithWaitForRecovery, WithHedge,
+// attempt timeouts) still use real timers. Tests rarely need it:
+// testing/synctest fakes time for the whole pool.
+func WithClock(now func() time.Time) Option { return func(o *settings) { o.now = now } }
 
 // CallOption configures one call of [Do].
 type CallOption func(callSettings) callSettings

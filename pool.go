@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"sync"
@@ -208,6 +210,7 @@ func isNil(v any) bool {
 // once, and only when a member needs it (the healthy path never does), and
 // carries the call's estimated tokens.
 type selection struct {
+	clock      func() time.Time // nil means time.Now
 	t          time.Time
 	set        bool
 	tokens     int
@@ -216,7 +219,12 @@ type selection struct {
 
 func (c *selection) now() time.Time {
 	if !c.set {
-		c.t, c.set = time.Now(), true
+		if c.clock != nil {
+			c.t = c.clock()
+		} else {
+			c.t = time.Now()
+		}
+		c.set = true
 	}
 	return c.t
 }
@@ -377,7 +385,7 @@ func (p *Pool[C]) Report(name string, err error) {
 		g.epoch = st.epoch.Load()
 	}
 	st.inFlight.Add(1) // succeed and failed count the outcome out
-	now := time.Now()
+	now := p.now()
 	if err == nil {
 		p.apply(context.Background(), st, st.succeed(g, func() time.Time { return now }), Event{Member: name})
 		return
@@ -391,4 +399,28 @@ func (p *Pool[C]) rest(name string, until, now time.Time) {
 	if _, m, err := p.member(name); err == nil {
 		p.apply(context.Background(), m.st, m.st.rest(until, now), Event{Member: name, Reason: ReasonRateLimit})
 	}
+}
+
+// now reads the pool's clock.
+func (p *Pool[C]) now() time.Time {
+	if p.set.now != nil {
+		return p.set.now()
+	}
+	return time.Now()
+}
+
+// draw returns the jitter draw for a new window of st: random, or on a
+// virtual clock a fixed sequence per member (SplitMix64 over its name and
+// window count).
+func (p *Pool[C]) draw(st *memberState) float64 {
+	if p.set.now == nil {
+		return rand.Float64()
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(st.name))
+	x := h.Sum64() + st.epoch.Load()*0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) / (1 << 53)
 }

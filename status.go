@@ -77,7 +77,7 @@ func (p *Pool[C]) Status() []Status {
 		return nil
 	}
 	c := p.cfg.Load()
-	now := time.Now()
+	now := p.now()
 	out := make([]Status, len(c.members))
 	for i := range c.members {
 		m := &c.members[i]

@@ -109,7 +109,13 @@ const (
 // stays healthy for as long as its last window. Until then a new failure
 // continues the backoff, so a member that fails every other call keeps
 // doubling its window instead of flapping at the base.
-const stableCalls = 3
+const stableCalls = 10
+
+// relapseMax caps the backoff of a member that relapses, fails again right
+// after each recovery, in place of its lane's Max: a flapping member is
+// benched for up to an hour, while one that fails its probes (an outage)
+// is still probed at least every Max.
+const relapseMax = time.Hour
 
 // staleEpoch marks an outcome that belongs to no call of the current window.
 const staleEpoch = math.MaxUint64
@@ -140,6 +146,7 @@ type memberState struct {
 	until     time.Time     // end of the window
 	stable    time.Time     // before this, a failure continues the backoff
 	okCount   int           // consecutive successes since the last failure
+	relapsed  bool          // failed again right after a recovery: flapping
 	failCount int           // consecutive failures, reset on success
 	lastErr   error         // redacted when shown
 	manual    bool          // disabled by Disable
@@ -245,7 +252,7 @@ func (s *memberState) succeed(g grant, now func() time.Time) change {
 		return change{kind: EventRecovered, wake: true}
 	}
 	if s.okCount >= stableCalls || !t.Before(s.stable) {
-		s.level, s.lane, s.reason = 0, LaneNone, ""
+		s.level, s.lane, s.reason, s.relapsed = 0, LaneNone, "", false
 		s.dirty.Store(false)
 	}
 	return change{}
@@ -294,13 +301,24 @@ func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, r float
 	if lane != s.lane || (p == phaseActive && !now.Before(s.stable)) {
 		level = 1 // a new kind of failure, or the member was stable long enough
 	}
+	// Failing again while Active before it proved stable, the member
+	// relapsed: it flaps rather than recovers.
+	if level > 1 && p == phaseActive {
+		s.relapsed = true
+		level++ // and its backoff grows twice as fast
+	}
+	s.relapsed = s.relapsed && level > 1
 	return s.open(lane, level, v, cd, r, now)
 }
 
 // open starts a window. It is called with mu held.
 func (s *memberState) open(lane Lane, level int, v Verdict, cd *Cooldowns, r float64, now time.Time) change {
 	s.lane, s.level, s.reason = lane, level, v.Reason
-	s.window = max(cd.lane(lane).Window(level, r), v.RetryAfter)
+	b := cd.lane(lane)
+	if s.relapsed {
+		b.Max = max(b.Max, b.Base, relapseMax) // a flapping member's backoff outgrows the cap
+	}
+	s.window = max(b.Window(level, r), v.RetryAfter)
 	s.until = now.Add(s.window)
 	s.dirty.Store(true)
 	kind := EventCooldown
@@ -352,7 +370,7 @@ func (s *memberState) setEnabled(on bool) change {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if on {
-		s.lane, s.level, s.reason, s.failCount, s.okCount, s.manual = LaneNone, 0, "", 0, 0, false
+		s.lane, s.level, s.reason, s.failCount, s.okCount, s.manual, s.relapsed = LaneNone, 0, "", 0, 0, false, false
 		s.until, s.stable, s.window = time.Time{}, time.Time{}, 0
 		s.dirty.Store(false)
 		s.phase.Store(phaseActive)

@@ -387,7 +387,7 @@ func TestStickinessDampsFlapping(t *testing.T) {
 	}
 	synctest.Test(t, func(t *testing.T) {
 		calls, windows := run(t, 10*time.Minute)
-		assert.Equal(t, []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second}, windows)
+		assert.Equal(t, []time.Duration{5 * time.Second, 20 * time.Second, 80 * time.Second}, windows)
 		// After each failure, a is not called again for the stickiness period
 		// or its window, whichever is longer.
 		for i := 0; i+1 < len(calls); i += 2 {
@@ -397,8 +397,10 @@ func TestStickinessDampsFlapping(t *testing.T) {
 		sticky := len(calls)
 
 		calls, windows = run(t, 0)
-		assert.Equal(t, []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second,
-			80 * time.Second, 160 * time.Second, 300 * time.Second, 300 * time.Second}, windows[:8])
+		// Each relapse right after a recovery quadruples the window, past
+		// the transient cap of 5 min, up to an hour.
+		assert.Equal(t, []time.Duration{5 * time.Second, 20 * time.Second, 80 * time.Second, 320 * time.Second,
+			1280 * time.Second, time.Hour}, windows[:6])
 		assert.Less(t, 2*sticky, len(calls), "stickiness spares the flapping member")
 		t.Logf("calls to the flapping primary in 30 min: %d with stickiness, %d without", sticky, len(calls))
 	})
@@ -615,13 +617,14 @@ func TestWaitersFollowTheProbe(t *testing.T) {
 	})
 }
 
-// Three consecutive successes after a recovery prove the member healthy:
-// its next failure starts again at the base window.
+// Ten consecutive successes after a recovery prove the member healthy: its
+// next failure starts again at the base window. A failure sooner is a
+// relapse: the backoff continues, twice as fast.
 func TestBackoffResetsAfterSteadySuccess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fail := apiErr(500, nil, "boom")
 		a := &fakeClient{fail: func(n int64) error {
-			if n == 1 || n == 5 || n == 7 {
+			if n == 1 || n == 12 || n == 14 {
 				return fail
 			}
 			return nil
@@ -629,14 +632,14 @@ func TestBackoffResetsAfterSteadySuccess(t *testing.T) {
 		p := newPool(t, members(a, &fakeClient{}), failover.WithCooldowns(exact()))
 		_, _ = failover.Do(ctx, p, call) // call 1 fails: 5 s
 		time.Sleep(5 * time.Second)
-		for range 4 { // probe (2) and calls 3, 4 succeed; call 5 fails
+		for range 11 { // the probe (2) and calls 3–11 succeed; call 12 fails
 			_, _ = failover.Do(ctx, p, call)
 		}
-		assert.Equal(t, 5*time.Second, time.Until(status(t, p, "a").Until), "level forgotten after 3 successes")
+		assert.Equal(t, 5*time.Second, time.Until(status(t, p, "a").Until), "level forgotten after 10 successes")
 		time.Sleep(5 * time.Second)
-		for range 2 { // probe (6) succeeds, call 7 fails right after
+		for range 2 { // the probe (13) succeeds, call 14 fails right after
 			_, _ = failover.Do(ctx, p, call)
 		}
-		assert.Equal(t, 10*time.Second, time.Until(status(t, p, "a").Until), "a failure right after a recovery continues the backoff")
+		assert.Equal(t, 20*time.Second, time.Until(status(t, p, "a").Until), "a relapse: level 1 → 3")
 	})
 }

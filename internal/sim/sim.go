@@ -1,0 +1,356 @@
+// Package sim replays failure scenarios on virtual time against the real
+// failover.Pool and against simple baselines, to audit rotation without
+// real providers. Everything is deterministic: the clock is virtual and
+// every random draw comes from a fixed seed.
+package sim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/llmfailover/failover"
+	"github.com/sashabaranov/go-openai"
+)
+
+// Epoch is where virtual time starts.
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Provider answers one upstream call to member i at virtual time now; nil
+// is a success. It also returns the call's latency.
+type Provider func(i int, now time.Time) (time.Duration, error)
+
+// Scenario is a workload against a set of members.
+type Scenario struct {
+	Name     string
+	Members  int
+	Calls    int           // calls, one every Interval
+	Interval time.Duration // between calls
+	// OutageEnd, if set, is when an outage ends: recovery is measured from it.
+	OutageStart, OutageEnd time.Duration
+	// New returns a fresh provider (with its own state and seed).
+	New func() Provider
+}
+
+// Policy routes calls. Call makes one call at now through try, which
+// performs an upstream call to member i and reports its error.
+type Policy interface {
+	Name() string
+	Call(now time.Time, try func(i int) error) error
+}
+
+// Result is what one policy did in one scenario.
+type Result struct {
+	Scenario, Policy string
+	Calls, Successes int
+	Upstream         int   // upstream calls
+	Wasted           int   // upstream calls that failed
+	PerMember        []int // upstream calls per member
+	FailedPerMember  []int
+	OutageUpstream   int           // upstream calls during the outage
+	OutageCalls      int           // calls during the outage
+	Recovery         time.Duration // first success after the outage ends, -1 if none
+	AddedP50         time.Duration // latency added by failover (failed attempts before the answer)
+	AddedP99         time.Duration
+	FailedCallTimes  [][]time.Duration // per member, when failed upstream calls happened (from start)
+	UpstreamTimes    [][]time.Duration // per member, when upstream calls happened (from start)
+}
+
+// SuccessRate is successes per call.
+func (r Result) SuccessRate() float64 { return float64(r.Successes) / float64(r.Calls) }
+
+// Amplification is upstream calls per successful call.
+func (r Result) Amplification() float64 {
+	if r.Successes == 0 {
+		return math.Inf(1)
+	}
+	return float64(r.Upstream) / float64(r.Successes)
+}
+
+// Run replays s against p.
+func Run(s Scenario, p Policy, now *time.Time) Result {
+	prov := s.New()
+	r := Result{Scenario: s.Name, Policy: p.Name(), Calls: s.Calls, Recovery: -1,
+		PerMember: make([]int, s.Members), FailedPerMember: make([]int, s.Members),
+		FailedCallTimes: make([][]time.Duration, s.Members), UpstreamTimes: make([][]time.Duration, s.Members)}
+	added := make([]time.Duration, 0, s.Calls)
+	for c := range s.Calls {
+		*now = epoch.Add(time.Duration(c) * s.Interval)
+		at := now.Sub(epoch)
+		inOutage := s.OutageEnd > 0 && at >= s.OutageStart && at < s.OutageEnd
+		var lost time.Duration
+		err := p.Call(*now, func(i int) error {
+			lat, e := prov(i, *now)
+			r.Upstream++
+			r.PerMember[i]++
+			r.UpstreamTimes[i] = append(r.UpstreamTimes[i], at)
+			if inOutage {
+				r.OutageUpstream++
+			}
+			if e != nil {
+				r.Wasted++
+				r.FailedPerMember[i]++
+				r.FailedCallTimes[i] = append(r.FailedCallTimes[i], at)
+				lost += lat
+			}
+			return e
+		})
+		if inOutage {
+			r.OutageCalls++
+		}
+		if err == nil {
+			r.Successes++
+			added = append(added, lost)
+			if s.OutageEnd > 0 && at >= s.OutageEnd && r.Recovery < 0 {
+				r.Recovery = at - s.OutageEnd
+			}
+		}
+	}
+	slices.Sort(added)
+	if n := len(added); n > 0 {
+		r.AddedP50, r.AddedP99 = added[n/2], added[min(n-1, n*99/100)]
+	}
+	return r
+}
+
+// retryAfter is a 429 whose Retry-After the classifier honours.
+type retryAfter struct {
+	*openai.APIError
+	d time.Duration
+}
+
+func (e retryAfter) Unwrap() error             { return e.APIError }
+func (e retryAfter) RetryAfter() time.Duration { return e.d }
+
+func apiErr(status int, msg string) *openai.APIError {
+	return &openai.APIError{HTTPStatusCode: status, Message: msg}
+}
+
+// Scenarios returns the four scenarios of the audit.
+func Scenarios() []Scenario {
+	return []Scenario{
+		{
+			Name: "rate-limited keys: 4 keys × 60 RPM, 200 calls/min, 30 min", Members: 4,
+			Calls: 30 * 200, Interval: 300 * time.Millisecond,
+			New: func() Provider { return rpmProvider(4, 60) },
+		},
+		{
+			Name: "revoked primary: 401 in front of 2 healthy keys, 10,000 calls in a day", Members: 3,
+			Calls: 10000, Interval: 24 * time.Hour / 10000,
+			New: func() Provider {
+				return func(i int, _ time.Time) (time.Duration, error) {
+					if i == 0 {
+						return 20 * time.Millisecond, apiErr(401, "Incorrect API key provided")
+					}
+					return 300 * time.Millisecond, nil
+				}
+			},
+		},
+		{
+			Name: "provider outage: every key 503 for 5 min, 20 min at 200 calls/min", Members: 4,
+			Calls: 20 * 200, Interval: 300 * time.Millisecond, OutageStart: 5 * time.Minute, OutageEnd: 10 * time.Minute,
+			New: func() Provider {
+				return func(_ int, now time.Time) (time.Duration, error) {
+					if at := now.Sub(epoch); at >= 5*time.Minute && at < 10*time.Minute {
+						return 50 * time.Millisecond, apiErr(503, "The engine is currently overloaded")
+					}
+					return 300 * time.Millisecond, nil
+				}
+			},
+		},
+		{
+			Name: "flapping primary: fails half its calls for an hour, 200 calls/min", Members: 2,
+			Calls: 60 * 200, Interval: 300 * time.Millisecond,
+			New: func() Provider {
+				rng := rand.New(rand.NewPCG(4, 4))
+				return func(i int, _ time.Time) (time.Duration, error) {
+					if i == 0 && rng.IntN(2) == 0 {
+						return 100 * time.Millisecond, apiErr(500, "The server had an error")
+					}
+					return 300 * time.Millisecond, nil
+				}
+			},
+		},
+	}
+}
+
+// rpmProvider enforces rpm calls per sliding minute per key, answering a
+// 429 with the Retry-After that frees the window.
+func rpmProvider(keys, rpm int) Provider {
+	starts := make([][]time.Time, keys)
+	return func(i int, now time.Time) (time.Duration, error) {
+		w := starts[i]
+		for len(w) > 0 && !w[0].Add(time.Minute).After(now) {
+			w = w[1:]
+		}
+		starts[i] = w
+		if len(w) >= rpm {
+			wait := w[0].Add(time.Minute).Sub(now)
+			secs := time.Duration(math.Ceil(wait.Seconds())) * time.Second
+			return 20 * time.Millisecond, retryAfter{apiErr(429, "Rate limit reached for requests"), secs}
+		}
+		starts[i] = append(w, now)
+		return 300 * time.Millisecond, nil
+	}
+}
+
+// Ours is the real failover.Pool on the virtual clock, with default
+// settings (and optionally client-side limits).
+type Ours struct {
+	name string
+	pool *failover.Pool[int]
+}
+
+// NewOurs returns the pool over n members in priority order; rpm > 0 sets
+// Limits.RPM on each; opts add options.
+func NewOurs(name string, n, rpm int, now *time.Time, opts ...failover.Option) *Ours {
+	ms := make([]failover.Member[int], n)
+	for i := range ms {
+		ms[i] = failover.Member[int]{Name: fmt.Sprintf("key%d", i), Client: i, Priority: i, Limits: failover.Limits{RPM: rpm}}
+	}
+	p, err := failover.New(ms, append(opts, failover.WithClock(func() time.Time { return *now }))...)
+	if err != nil {
+		panic(err) // the members above are valid
+	}
+	return &Ours{name: name, pool: p}
+}
+
+// Name is the policy's name.
+func (o *Ours) Name() string { return o.name }
+
+// Call runs one call through failover.Do.
+func (o *Ours) Call(_ time.Time, try func(int) error) error {
+	_, err := failover.Do(context.Background(), o.pool, func(_ context.Context, m failover.Member[int]) (struct{}, error) {
+		return struct{}{}, try(m.Client)
+	})
+	return err
+}
+
+// NextOnError is baseline (a): members in order, the next on any error,
+// no cooldown.
+type NextOnError struct{ N int }
+
+// Name is the policy's name.
+func (NextOnError) Name() string { return "next on error" }
+
+// Call tries every member in order until one succeeds.
+func (b NextOnError) Call(_ time.Time, try func(int) error) error {
+	var err error
+	for i := range b.N {
+		if err = try(i); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// Fixed is baseline (b): a fixed cooldown after any error, no backoff, no
+// probe (every call may hit a member once its cooldown ends).
+type Fixed struct {
+	N        int
+	Cooldown time.Duration
+	until    []time.Time
+}
+
+// Name is the policy's name.
+func (b *Fixed) Name() string { return "fixed 5 s cooldown" }
+
+// Call tries members that are not cooling, in order.
+func (b *Fixed) Call(now time.Time, try func(int) error) error {
+	if b.until == nil {
+		b.until = make([]time.Time, b.N)
+	}
+	err := failover.ErrUnavailable
+	for i := range b.N {
+		if now.Before(b.until[i]) {
+			continue
+		}
+		if err = try(i); err == nil {
+			return nil
+		}
+		b.until[i] = now.Add(b.Cooldown)
+	}
+	return err
+}
+
+// Ladder is baseline (c): 1 min → 5 min → 25 min → 1 h per consecutive
+// failure, ignoring Retry-After; a success resets it.
+type Ladder struct {
+	N     int
+	until []time.Time
+	fails []int
+}
+
+var ladder = []time.Duration{time.Minute, 5 * time.Minute, 25 * time.Minute, time.Hour}
+
+// Name is the policy's name.
+func (b *Ladder) Name() string { return "1m→5m→25m→1h ladder" }
+
+// Call tries members that are not cooling, in order.
+func (b *Ladder) Call(now time.Time, try func(int) error) error {
+	if b.until == nil {
+		b.until, b.fails = make([]time.Time, b.N), make([]int, b.N)
+	}
+	err := failover.ErrUnavailable
+	for i := range b.N {
+		if now.Before(b.until[i]) {
+			continue
+		}
+		if err = try(i); err == nil {
+			b.fails[i] = 0
+			return nil
+		}
+		b.until[i] = now.Add(ladder[min(b.fails[i], len(ladder)-1)])
+		b.fails[i]++
+	}
+	return err
+}
+
+// Audit runs every scenario against ours and the baselines.
+func Audit() [][]Result {
+	var out [][]Result
+	for _, s := range Scenarios() {
+		var now time.Time
+		policies := []Policy{
+			NewOurs("failover (defaults)", s.Members, 0, &now),
+			NextOnError{N: s.Members},
+			&Fixed{N: s.Members, Cooldown: 5 * time.Second},
+			&Ladder{N: s.Members},
+		}
+		switch {
+		case strings.HasPrefix(s.Name, "rate-limited"):
+			policies = slices.Insert(policies, 1, Policy(NewOurs("failover + Limits.RPM 60", s.Members, 60, &now)))
+		case strings.HasPrefix(s.Name, "flapping"):
+			policies = slices.Insert(policies, 1, Policy(NewOurs("failover + WithStickiness(10m)", s.Members, 0, &now, failover.WithStickiness(10*time.Minute))))
+		}
+		var rs []Result
+		for _, p := range policies {
+			rs = append(rs, Run(s, p, &now))
+		}
+		out = append(out, rs)
+	}
+	return out
+}
+
+// Print writes the audit as one table per scenario.
+func Print(w io.Writer, audit [][]Result) {
+	for _, rs := range audit {
+		fmt.Fprintf(w, "\n%s\n", rs[0].Scenario)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "policy\tsuccess\tupstream/success\tfailed upstream calls\trecovery\tadded p50\tadded p99\t")
+		for _, r := range rs {
+			rec := "-"
+			if r.Recovery >= 0 {
+				rec = r.Recovery.Round(time.Second).String()
+			}
+			fmt.Fprintf(tw, "%s\t%.2f %%\t%.3f\t%d\t%s\t%v\t%v\t\n", r.Policy, 100*r.SuccessRate(), r.Amplification(), r.Wasted, rec, r.AddedP50, r.AddedP99)
+		}
+		_ = tw.Flush()
+	}
+}

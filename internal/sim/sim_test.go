@@ -1,0 +1,90 @@
+package sim_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/llmfailover/failover/internal/sim"
+)
+
+// TestSimAudit replays the four scenarios and checks our targets against
+// the baselines. Run with -v to see the table.
+func TestSimAudit(t *testing.T) {
+	audit := sim.Audit()
+	if testing.Verbose() {
+		sim.Print(os.Stdout, audit)
+	}
+	byPolicy := func(rs []sim.Result, name string) sim.Result {
+		for _, r := range rs {
+			if r.Policy == name {
+				return r
+			}
+		}
+		t.Fatalf("no policy %q", name)
+		return sim.Result{}
+	}
+	const ours = "failover (defaults)"
+
+	// 1. Rate-limited keys: success ≥ 99.9 % with amplification ≤ 1.05.
+	r := byPolicy(audit[0], ours)
+	if r.SuccessRate() < 0.999 || r.Amplification() > 1.05 {
+		t.Errorf("scenario 1: success %.4f, amplification %.3f", r.SuccessRate(), r.Amplification())
+	}
+	if l := byPolicy(audit[0], "failover + Limits.RPM 60"); l.Wasted != 0 || l.SuccessRate() < 0.999 {
+		t.Errorf("scenario 1 with limits: %d failed upstream calls, success %.4f", l.Wasted, l.SuccessRate())
+	}
+
+	// 2. Revoked primary: at most one call to it per permanent window
+	// (15 min doubling to 6 h, jitter ±20 %).
+	r = byPolicy(audit[1], ours)
+	windows, at := 0, time.Duration(0)
+	for level := 0; at < 24*time.Hour; level++ {
+		w := min(15*time.Minute<<level, 6*time.Hour)
+		at += w * 8 / 10 // the shortest the jitter can make it
+		windows++
+	}
+	if r.PerMember[0] > windows+1 {
+		t.Errorf("scenario 2: %d calls to the revoked key, at most %d windows", r.PerMember[0], windows)
+	}
+	calls := r.UpstreamTimes[0]
+	for i := 1; i < len(calls); i++ {
+		if gap := calls[i] - calls[i-1]; gap < 12*time.Minute {
+			t.Errorf("scenario 2: revoked key called twice within %v", gap)
+		}
+	}
+
+	// 3. Outage: recovery within one transient cap (5 min) after it ends,
+	// at most 1.2 upstream calls per call during it.
+	r = byPolicy(audit[2], ours)
+	if r.Recovery < 0 || r.Recovery > 5*time.Minute {
+		t.Errorf("scenario 3: recovery %v", r.Recovery)
+	}
+	if a := float64(r.OutageUpstream) / float64(r.OutageCalls); a > 1.2 {
+		t.Errorf("scenario 3: %.3f upstream calls per call during the outage", a)
+	}
+
+	// 4. Flapping primary: fewer wasted calls than every baseline.
+	r = byPolicy(audit[3], ours)
+	for _, b := range audit[3] {
+		if !strings.HasPrefix(b.Policy, "failover") && b.Wasted <= r.Wasted {
+			t.Errorf("scenario 4: %s wasted %d, ours %d", b.Policy, b.Wasted, r.Wasted)
+		}
+	}
+	if r.SuccessRate() < 1 {
+		t.Errorf("scenario 4: success %.4f", r.SuccessRate())
+	}
+}
+
+// The audit is deterministic: two runs give the same numbers.
+func TestSimDeterministic(t *testing.T) {
+	a, b := sim.Audit(), sim.Audit()
+	for i := range a {
+		for j := range a[i] {
+			if a[i][j].Upstream != b[i][j].Upstream || a[i][j].Successes != b[i][j].Successes {
+				t.Fatalf("%s / %s differs between runs", a[i][j].Scenario, a[i][j].Policy)
+			}
+		}
+	}
+}

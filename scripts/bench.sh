@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the benchmarks of failover and its peers (gobreaker v2, failsafe-go)
+# side by side and prints one table of medians with the ratios that matter.
+# Usage: scripts/bench.sh [count]   (default 5 runs of each benchmark)
+set -euo pipefail
+cd "$(dirname "$0")/../benchmarks"
+count="${1:-5}"
+raw=$(go test -run '^$' -bench . -benchmem -count "$count" .)
+echo "$raw" | grep -E '^(goos|goarch|cpu):' || true
+echo "go: $(go env GOVERSION), runs per benchmark: $count (medians)"
+echo
+echo "$raw" | awk '
+/^Benchmark/ {
+  name = $1; sub(/-[0-9]+$/, "", name); sub(/^Benchmark/, "", name)
+  n[name]++; ns[name, n[name]] = $3; b[name] = $5; a[name] = $7
+  if (!(name in seen)) { seen[name] = 1; order[++k] = name }
+}
+function median(name,   i, j, t, m, v) {
+  m = n[name]
+  for (i = 1; i <= m; i++) v[i] = ns[name, i] + 0
+  for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+  return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
+}
+END {
+  printf "%-32s %12s %8s %10s\n", "benchmark", "ns/op", "B/op", "allocs/op"
+  for (i = 1; i <= k; i++) { med[order[i]] = median(order[i]); printf "%-32s %12.1f %8s %10s\n", order[i], med[order[i]], b[order[i]], a[order[i]] }
+  d = med["Direct"]
+  print ""
+  printf "%-58s %8s %8s\n", "ratio", "value", "target"
+  printf "%-58s %8.2f %8s\n", "healthy overhead, failover / gobreaker (each minus direct)", (med["Failover/members=4"] - d) / (med["Gobreaker"] - d), "<= 0.60"
+  printf "%-58s %8.2f %8s\n", "healthy overhead, failover / failsafe-go retry+breaker", (med["Failover/members=4"] - d) / (med["Failsafe"] - d), ""
+  printf "%-58s %8.2f %8s\n", "1,024 members / 4 members", med["Failover/members=1024"] / med["Failover/members=4"], "<= 1.50"
+  printf "%-58s %8.2f %8s\n", "parallel / serial (failover)", med["FailoverParallel"] / med["Failover/members=4"], "<= 1.50"
+  printf "%-58s %8.2f %8s\n", "parallel / serial (gobreaker)", med["GobreakerParallel"] / med["Gobreaker"], ""
+  printf "%-58s %8s %8s\n", "allocations per healthy call (failover)", a["Failover/members=4"], "0"
+}'

@@ -232,12 +232,12 @@ type change struct {
 }
 
 // succeed records a success of a call that acquired g.
-func (s *memberState) succeed(g grant, now func() time.Time) change {
+func (s *memberState) succeed(g grant, sel *selection) change {
 	s.inFlight.Add(-1)
 	if !g.probe && !s.dirty.Load() {
 		return change{}
 	}
-	t := now()
+	t := sel.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if g.epoch != s.epoch.Load() {

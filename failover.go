@@ -285,7 +285,9 @@ func attempt[C, T any](ctx context.Context, p *Pool[C], m *entry[C], g grant, fn
 	out, err = fn(ctx, m.Member)
 	settled = true
 	if err == nil {
-		p.apply(ctx, m.st, m.st.succeed(g, clk.now), Event{Member: m.Name})
+		if ch := m.st.succeed(g, clk); ch.kind != 0 || ch.wake {
+			p.apply(ctx, m.st, ch, Event{Member: m.Name})
+		}
 	}
 	return out, err
 }

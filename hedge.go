@@ -133,7 +133,7 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 				panic(r.value)
 			case r.err == nil:
 				finish()
-				p.apply(ctx, m.st, m.st.succeed(r.g, (&selection{clock: p.set.now}).now), Event{Member: m.Name})
+				p.apply(ctx, m.st, m.st.succeed(r.g, &selection{clock: p.set.now}), Event{Member: m.Name})
 				if len(attempts) > 0 {
 					p.stick(c, r.i, p.now())
 				}

@@ -387,7 +387,7 @@ func (p *Pool[C]) Report(name string, err error) {
 	st.inFlight.Add(1) // succeed and failed count the outcome out
 	now := p.now()
 	if err == nil {
-		p.apply(context.Background(), st, st.succeed(g, func() time.Time { return now }), Event{Member: name})
+		p.apply(context.Background(), st, st.succeed(g, &selection{t: now, set: true}), Event{Member: name})
 		return
 	}
 	p.failed(context.Background(), c, m.Group, st, g, err, p.classify(err, now), now, 0)

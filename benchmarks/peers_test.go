@@ -55,21 +55,24 @@ func BenchmarkFailover(b *testing.B) {
 }
 
 func BenchmarkFailoverParallel(b *testing.B) {
-	p := pool(b, 4)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			sink, _ = failover.Do(ctx, p, noop)
-		}
-	})
+	for _, n := range []int{4, 64, 1024} {
+		b.Run(fmt.Sprint("members=", n), func(b *testing.B) {
+			p := pool(b, n)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					sink, _ = failover.Do(ctx, p, noop)
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkFailoverFailingOver: the first member answers an error
 // classified as a rate limit, the second serves (the first is re-enabled
 // each time so that every call fails over).
 func BenchmarkFailoverFailingOver(b *testing.B) {
-	p, ctx := pool(b, 4), context.Background()
 	limited := errors.New("429 Too Many Requests")
 	fn := func(_ context.Context, m failover.Member[string]) (string, error) {
 		if m.Name == "m0" {
@@ -77,10 +80,15 @@ func BenchmarkFailoverFailingOver(b *testing.B) {
 		}
 		return work()
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		sink, _ = failover.Do(ctx, p, fn)
-		_ = p.Enable("m0")
+	for _, n := range []int{4, 64, 1024} {
+		b.Run(fmt.Sprint("members=", n), func(b *testing.B) {
+			p, ctx := pool(b, n), context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				sink, _ = failover.Do(ctx, p, fn)
+				_ = p.Enable("m0")
+			}
+		})
 	}
 }
 

@@ -133,8 +133,7 @@ type memberState struct {
 	lim       atomic.Pointer[limiter] // nil without Limits
 	epoch     atomic.Uint64           // bumped whenever a window opens or ends
 	dirty     atomic.Bool             // a success must take the lock to reset counters
-	inFlight  atomic.Int64
-	requests  atomic.Uint64
+	calls     calls                   // in flight and started
 	failures  atomic.Uint64
 	hedged    atomic.Uint64
 	limited   atomic.Uint64
@@ -170,12 +169,11 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 	switch s.phase.Load() {
 	case phaseActive:
 		if lim := s.lim.Load(); lim == nil {
-			s.inFlight.Add(1)
-		} else if !lim.admit(sel.now(), sel.tokens, &s.inFlight) {
+			s.calls.start()
+		} else if !lim.admit(sel.now(), sel.tokens, &s.calls) {
 			s.limited.Add(1)
 			return grant{}, false
 		}
-		s.requests.Add(1)
 		return grant{epoch: epoch}, true
 	case phaseCooling:
 		t := sel.now()
@@ -185,13 +183,12 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 			return grant{}, false
 		}
 		if lim := s.lim.Load(); lim == nil {
-			s.inFlight.Add(1)
-		} else if !lim.admit(t, sel.tokens, &s.inFlight) {
+			s.calls.start()
+		} else if !lim.admit(t, sel.tokens, &s.calls) {
 			s.limited.Add(1)
 			return grant{}, false
 		}
 		s.phase.Store(phaseProbing)
-		s.requests.Add(1)
 		return grant{epoch: s.epoch.Load(), probe: true}, true
 	}
 	return grant{}, false
@@ -221,7 +218,7 @@ func (s *memberState) ready(sel *selection) bool {
 	}
 	t := sel.now()
 	at := lim.next(t, sel.tokens)
-	return !at.IsZero() && !at.After(t) && (lim.limits.MaxInFlight == 0 || s.inFlight.Load() < int64(lim.limits.MaxInFlight))
+	return !at.IsZero() && !at.After(t) && (lim.limits.MaxInFlight == 0 || s.calls.inFlight() < int64(lim.limits.MaxInFlight))
 }
 
 // change is what an outcome did to a member, for events.
@@ -233,7 +230,7 @@ type change struct {
 
 // succeed records a success of a call that acquired g.
 func (s *memberState) succeed(g grant, sel *selection) change {
-	s.inFlight.Add(-1)
+	s.calls.end()
 	if !g.probe && !s.dirty.Load() {
 		return change{}
 	}
@@ -351,7 +348,7 @@ func (s *memberState) coolWith(lane Lane, level int, v Verdict, until, now time.
 // release ends a call that produced no outcome (a panic in the caller's
 // function): the in-flight count drops and a probe slot is freed.
 func (s *memberState) release(g grant) change {
-	s.inFlight.Add(-1)
+	s.calls.end()
 	if !g.probe {
 		return change{}
 	}

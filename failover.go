@@ -313,7 +313,7 @@ func (p *Pool[C]) classify(err error, now time.Time) Verdict {
 // failed records a failed outcome on st, cools its Group on a quota
 // failure, and emits the events.
 func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *memberState, g grant, err error, v Verdict, now time.Time, n int) {
-	st.inFlight.Add(-1)
+	st.calls.end()
 	ch := st.fail(g, v, err, &p.set.cooldowns, p.draw(st), now)
 	if v.Reason.FailsOver() && n > 0 {
 		p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: v.Reason, Err: redactedError{err}, Attempt: n})
@@ -374,7 +374,7 @@ func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, t
 			recovers = lim.next(now, tokens)
 			if !lim.fits(tokens, 0) {
 				recovers = time.Time{} // the call never fits its context
-			} else if !recovers.After(now) && (lim.limits.MaxInFlight == 0 || m.st.inFlight.Load() < int64(lim.limits.MaxInFlight)) {
+			} else if !recovers.After(now) && (lim.limits.MaxInFlight == 0 || m.st.calls.inFlight() < int64(lim.limits.MaxInFlight)) {
 				continue
 			}
 			a.Reason, a.Err = ReasonLimited, limitedError{recovers}

@@ -2,7 +2,6 @@ package failover
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -40,28 +39,22 @@ func (l *limiter) fits(n, min int) bool {
 	return (ct == 0 || n <= ct) && (min == 0 || ct >= min)
 }
 
-// admit claims a call of n tokens at now if the limits allow it: an
-// in-flight slot (counted in inFlight, which it increments) and a place in
-// the RPM and TPM windows. It reports false, claiming nothing, otherwise.
-func (l *limiter) admit(now time.Time, n int, inFlight *atomic.Int64) bool {
+// admit starts a call of n tokens at now, counted in c, if the limits
+// allow it: an in-flight slot and a place in the RPM and TPM windows. It
+// reports false, counting nothing, otherwise.
+func (l *limiter) admit(now time.Time, n int, c *calls) bool {
 	if !l.fits(n, 0) {
 		return false
 	}
-	if max := int64(l.limits.MaxInFlight); max > 0 {
-		for {
-			v := inFlight.Load()
-			if v >= max {
-				return false
-			}
-			if inFlight.CompareAndSwap(v, v+1) {
-				break
-			}
+	if limit := int64(l.limits.MaxInFlight); limit > 0 {
+		if !c.startBelow(limit) {
+			return false
 		}
 	} else {
-		inFlight.Add(1)
+		c.start()
 	}
 	if !l.take(now, n) {
-		inFlight.Add(-1)
+		c.unstart()
 		return false
 	}
 	return true

@@ -293,7 +293,7 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 			if tried.has(i) || !st.ready(clk) {
 				continue
 			}
-			if n := st.inFlight.Load(); best < 0 || n < least {
+			if n := st.calls.inFlight(); best < 0 || n < least {
 				best, least = k, n
 			}
 		}
@@ -384,7 +384,7 @@ func (p *Pool[C]) Report(name string, err error) {
 	if st.phase.Load() == phaseActive {
 		g.epoch = st.epoch.Load()
 	}
-	st.inFlight.Add(1) // succeed and failed count the outcome out
+	st.calls.enter() // succeed and failed count the outcome out
 	now := p.now()
 	if err == nil {
 		p.apply(context.Background(), st, st.succeed(g, &selection{t: now, set: true}), Event{Member: name})

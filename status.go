@@ -100,8 +100,8 @@ func (p *Pool[C]) Status() []Status {
 		if s.State == CoolingDown && !now.Before(s.Until) {
 			s.State = Active
 		}
-		s.InFlight = int(st.inFlight.Load())
-		s.Requests = st.requests.Load()
+		s.InFlight = int(st.calls.inFlight())
+		s.Requests = st.calls.requests()
 		s.Failures = st.failures.Load()
 		s.Hedged = st.hedged.Load()
 		s.Limited = st.limited.Load()

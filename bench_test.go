@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/llmfailover/failover"
-	"github.com/sashabaranov/go-openai"
 )
 
 var sink string
@@ -55,37 +54,6 @@ func BenchmarkDo(b *testing.B) {
 			}
 		})
 	})
-}
-
-// BenchmarkDoFailover: the first member answers 429 (its cooldown is
-// cleared each time so it is tried again), the second serves.
-func BenchmarkDoFailover(b *testing.B) {
-	p := benchPool(b, 4)
-	ctx := context.Background()
-	limited := &openai.APIError{HTTPStatusCode: 429, Message: "Rate limit reached"}
-	fn := func(_ context.Context, m failover.Member[string]) (string, error) {
-		if m.Name == "m0" {
-			return "", limited
-		}
-		return m.Client, nil
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		sink, _ = failover.Do(ctx, p, fn)
-		_ = p.Enable("m0")
-	}
-}
-
-func BenchmarkStatus(b *testing.B) {
-	for _, n := range []int{4, 64, 1024} {
-		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			p := benchPool(b, n)
-			b.ReportAllocs()
-			for b.Loop() {
-				_ = p.Status()
-			}
-		})
-	}
 }
 
 // The healthy path allocates nothing of its own.

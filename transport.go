@@ -160,6 +160,10 @@ func (t *Transport) replayable(req *http.Request) (func() (io.ReadCloser, []byte
 	if req.Body == nil || req.Body == http.NoBody {
 		return func() (io.ReadCloser, []byte, error) { return http.NoBody, nil, nil }, nil
 	}
+	if req.GetBody != nil { // the request can replay itself: no buffering, no limit
+		_ = req.Body.Close()
+		return func() (io.ReadCloser, []byte, error) { rc, err := req.GetBody(); return rc, nil, err }, nil
+	}
 	limit := t.MaxReplayBody
 	if limit <= 0 {
 		limit = DefaultMaxReplayBody
@@ -188,6 +192,14 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 	if err != nil {
 		return nil, err
 	}
+	if m.Model != "" && raw == nil && rc != http.NoBody { // a GetBody body: read it to rewrite the model
+		raw, err = io.ReadAll(rc)
+		_ = rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		rc = io.NopCloser(bytes.NewReader(raw))
+	}
 	if m.Model != "" && raw != nil {
 		if b, ok := withModel(raw, m.Model); ok {
 			rc, raw = io.NopCloser(bytes.NewReader(b)), b
@@ -196,9 +208,14 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 	rctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(actx, cancel)
 	out := req.Clone(rctx)
-	out.Body, out.GetBody, out.ContentLength = rc, nil, int64(len(raw))
-	if raw == nil {
+	out.Body, out.GetBody = rc, nil
+	switch {
+	case raw != nil:
+		out.ContentLength = int64(len(raw))
+	case rc == http.NoBody:
 		out.ContentLength = 0
+	default:
+		out.ContentLength = req.ContentLength // a GetBody body is the request's own
 	}
 	out.Host = ""
 	out.URL.Scheme, out.URL.Host = target.Scheme, target.Host

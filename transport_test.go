@@ -125,6 +125,14 @@ func TestTransportBodyLimit(t *testing.T) {
 	_, err = tr.RoundTrip(req)
 	assert.ErrorIs(t, err, failover.ErrBodyTooLarge)
 	assert.Equal(t, 0, srv.Calls("a"))
+
+	// A request that can replay itself (GetBody) is not buffered: no limit.
+	req, _ = http.NewRequest(http.MethodPost, "http://x/v1/chat/completions", bytes.NewReader([]byte(`{"model":"m","pad":"0123456789"}`)))
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, 1, srv.Calls("a"))
+	assert.Equal(t, "m", srv.Requests("a")[0].Model)
 }
 
 // Credential isolation: each upstream gets its own credential, in its own

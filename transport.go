@@ -116,28 +116,33 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil {
 		return resp, nil
 	}
-	var he *HTTPError
-	if errors.As(err, &he) { // a request error, or the last upstream's answer
-		var fe *Error
-		if !errors.As(err, &fe) || lastAttemptErr(fe, &he) {
-			return he.response(req), nil
-		}
-	}
 	var fe *Error
-	if errors.As(err, &fe) && errors.Is(err, ErrUnavailable) {
-		return unavailableResponse(req, fe), nil
+	if errors.As(err, &fe) { // no member served
+		if he := lastHTTPError(fe); he != nil {
+			return he.response(req), nil // the last upstream's answer
+		}
+		if errors.Is(err, ErrUnavailable) {
+			return unavailableResponse(req, fe), nil
+		}
+		return nil, err
+	}
+	var he *HTTPError
+	if errors.As(err, &he) { // a request error, as the upstream answered it
+		return he.response(req), nil
 	}
 	return nil, err
 }
 
-// lastAttemptErr finds the HTTPError of the last attempt that was tried.
-func lastAttemptErr(fe *Error, he **HTTPError) bool {
+// lastHTTPError returns the HTTPError of the last attempt that was tried,
+// or nil.
+func lastHTTPError(fe *Error) *HTTPError {
 	for i := len(fe.Attempts) - 1; i >= 0; i-- {
-		if a := fe.Attempts[i]; !a.Skipped && errors.As(a.Err, he) {
-			return true
+		var he *HTTPError
+		if a := fe.Attempts[i]; !a.Skipped && errors.As(a.Err, &he) {
+			return he
 		}
 	}
-	return false
+	return nil
 }
 
 // unavailableResponse is the 503 a caller's SDK sees when no member could

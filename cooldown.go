@@ -149,6 +149,8 @@ type memberState struct {
 	failCount int           // consecutive failures, reset on success
 	lastErr   error         // redacted when shown
 	manual    bool          // disabled by Disable
+	version   uint64        // of the last state adopted from the store
+	sh        *sharing      // nil without a store
 }
 
 // grant is a member acquired for one attempt.
@@ -160,7 +162,8 @@ type grant struct {
 // acquire claims the member for a call if it can serve now: Active, or at
 // the end of its window with no probe in flight (then the call is the probe),
 // and within its Limits. The clock is read only for a member that is
-// cooling or has limits.
+// cooling or has limits. With a store, the probe takes the store's lease
+// and the limits ask the store, before the member is claimed.
 func (s *memberState) acquire(sel *selection) (grant, bool) {
 	if sel.minContext > 0 && !s.lim.Load().fits(sel.tokens, sel.minContext) {
 		return grant{}, false
@@ -170,21 +173,32 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 	case phaseActive:
 		if lim := s.lim.Load(); lim == nil {
 			s.calls.start()
-		} else if !lim.admit(sel.now(), sel.tokens, &s.calls) {
+		} else if !lim.admit(sel.ctx, sel.now(), sel.tokens, &s.calls) {
 			s.limited.Add(1)
 			return grant{}, false
 		}
 		return grant{epoch: epoch}, true
 	case phaseCooling:
 		t := sel.now()
+		if s.sh != nil && !s.leased(sel, t) {
+			return grant{}, false
+		}
+		lim := s.lim.Load()
+		var decided, ok bool
+		if lim != nil {
+			if decided, ok = lim.shared(sel.ctx, t, sel.tokens, &s.calls); decided && !ok {
+				s.limited.Add(1)
+				return grant{}, false
+			}
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.phase.Load() != phaseCooling || t.Before(s.until) {
 			return grant{}, false
 		}
-		if lim := s.lim.Load(); lim == nil {
+		if lim == nil {
 			s.calls.start()
-		} else if !lim.admit(t, sel.tokens, &s.calls) {
+		} else if !lim.admitLocal(t, sel.tokens, &s.calls, decided) {
 			s.limited.Add(1)
 			return grant{}, false
 		}
@@ -192,6 +206,31 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 		return grant{epoch: s.epoch.Load(), probe: true}, true
 	}
 	return grant{}, false
+}
+
+// leased reports whether this pool may probe the member, whose window may
+// have ended at t: its window has ended and the store's lease is this
+// pool's (or the store is unreachable). When another pool holds the lease,
+// the member cools locally until the lease ends; the holder's outcome
+// reaches this pool through the store before then.
+func (s *memberState) leased(sel *selection, t time.Time) bool {
+	s.mu.Lock()
+	over := s.phase.Load() == phaseCooling && !t.Before(s.until)
+	epoch := s.epoch.Load()
+	s.mu.Unlock()
+	if !over {
+		return false
+	}
+	end, ok := s.sh.lease(sel.ctx, s.name, t)
+	if ok {
+		return true
+	}
+	s.mu.Lock()
+	if s.epoch.Load() == epoch && s.phase.Load() == phaseCooling && end.After(s.until) {
+		s.until = end
+	}
+	s.mu.Unlock()
+	return false
 }
 
 // ready reports whether acquire would succeed now, without claiming.
@@ -223,9 +262,10 @@ func (s *memberState) ready(sel *selection) bool {
 
 // change is what an outcome did to a member, for events.
 type change struct {
-	kind  EventKind // EventCooldown, EventDisabled or EventRecovered; 0 none
-	until time.Time
-	wake  bool // a member may have become available
+	kind   EventKind // EventCooldown, EventDisabled or EventRecovered; 0 none
+	until  time.Time
+	wake   bool // a member may have become available
+	manual bool // made by Enable or Disable
 }
 
 // succeed records a success of a call that acquired g.
@@ -372,12 +412,12 @@ func (s *memberState) setEnabled(on bool) change {
 		s.dirty.Store(false)
 		s.phase.Store(phaseActive)
 		s.epoch.Add(1)
-		return change{kind: EventRecovered, wake: true}
+		return change{kind: EventRecovered, wake: true, manual: true}
 	}
 	s.manual = true
 	s.phase.Store(phaseDisabled)
 	s.epoch.Add(1)
-	return change{kind: EventDisabled}
+	return change{kind: EventDisabled, manual: true}
 }
 
 // rest takes an Active member out until until without counting a failure:

@@ -185,7 +185,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		waited   time.Time // when the call started to wait, if it did
 		start    time.Time // of the current attempt, when timed
 	)
-	base := selection{tokens: cs.tokens, clock: p.set.now} // what each selection starts from
+	base := selection{ctx: ctx, tokens: cs.tokens, clock: p.set.now} // what each selection starts from
 	clk = base
 	if p.budget != nil {
 		p.budget.deposit()
@@ -333,6 +333,9 @@ func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *me
 func (p *Pool[C]) apply(ctx context.Context, st *memberState, ch change, ev Event) {
 	if ch.wake {
 		p.notify()
+	}
+	if ch.kind != 0 && p.sh != nil {
+		p.sh.store.Save(st.snapshot(ch.manual))
 	}
 	if ch.kind != 0 {
 		ev.Kind, ev.Until = ch.kind, ch.until

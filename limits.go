@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -8,13 +9,19 @@ import (
 // limiter enforces a member's Limits client-side over a sliding minute:
 // at most RPM calls and TPM tokens started in any 60 s, and at most
 // MaxInFlight calls at once. A member without limits has no limiter.
+//
+// With a Store, the RPM and TPM windows are the store's, shared by every
+// pool: share asks it, and the local windows only note the calls, to take
+// over when the store is unreachable.
 type limiter struct {
-	limits Limits
-	mu     sync.Mutex
-	starts []time.Time // ring of the last RPM call starts
-	head   int         // oldest entry once the ring is full
-	tokens []spent     // calls of the last minute with their tokens, oldest first
-	sum    int         // tokens in tokens
+	limits  Limits
+	share   func(ctx context.Context, now time.Time, n int) (bool, time.Time, error) // nil: local windows
+	mu      sync.Mutex
+	starts  []time.Time // ring of the last RPM call starts
+	head    int         // oldest entry once the ring is full
+	tokens  []spent     // calls of the last minute with their tokens, oldest first
+	sum     int         // tokens in tokens
+	blocked time.Time   // the shared windows are full until then
 }
 
 type spent struct {
@@ -22,11 +29,17 @@ type spent struct {
 	n  int
 }
 
-func newLimiter(l Limits) *limiter {
+func newLimiter(l Limits, name string, sh *sharing) *limiter {
 	if l == (Limits{}) {
 		return nil
 	}
-	return &limiter{limits: l}
+	lim := &limiter{limits: l}
+	if sh != nil && (l.RPM > 0 || l.TPM > 0) {
+		lim.share = func(ctx context.Context, now time.Time, n int) (bool, time.Time, error) {
+			return sh.store.Take(ctx, name, l, n, now)
+		}
+	}
+	return lim
 }
 
 // fits reports whether a call of n tokens fits the member's context, and
@@ -42,7 +55,42 @@ func (l *limiter) fits(n, min int) bool {
 // admit starts a call of n tokens at now, counted in c, if the limits
 // allow it: an in-flight slot and a place in the RPM and TPM windows. It
 // reports false, counting nothing, otherwise.
-func (l *limiter) admit(now time.Time, n int, c *calls) bool {
+func (l *limiter) admit(ctx context.Context, now time.Time, n int, c *calls) bool {
+	decided, ok := l.shared(ctx, now, n, c)
+	return (!decided || ok) && l.admitLocal(now, n, c, decided)
+}
+
+// shared asks the store for a place in the shared RPM and TPM windows. It
+// reports decided false when the store has no say: no store, or it failed.
+// A call that cannot start for local reasons asks nothing.
+func (l *limiter) shared(ctx context.Context, now time.Time, n int, c *calls) (decided, ok bool) {
+	if l.share == nil || !l.fits(n, 0) || (l.limits.MaxInFlight > 0 && c.inFlight() >= int64(l.limits.MaxInFlight)) {
+		return false, false
+	}
+	l.mu.Lock()
+	blocked := now.Before(l.blocked)
+	l.mu.Unlock()
+	if blocked {
+		return true, false
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ok, at, err := l.share(ctx, now, n)
+	if err != nil {
+		return false, false
+	}
+	if !ok {
+		l.mu.Lock()
+		l.blocked = at
+		l.mu.Unlock()
+	}
+	return true, ok
+}
+
+// admitLocal is admit on the local windows; with noted, the store has
+// admitted the call and the windows only note it.
+func (l *limiter) admitLocal(now time.Time, n int, c *calls, noted bool) bool {
 	if !l.fits(n, 0) {
 		return false
 	}
@@ -53,7 +101,11 @@ func (l *limiter) admit(now time.Time, n int, c *calls) bool {
 	} else {
 		c.start()
 	}
-	if !l.take(now, n) {
+	if noted {
+		l.mu.Lock()
+		l.note(now, n)
+		l.mu.Unlock()
+	} else if !l.take(now, n) {
 		c.unstart()
 		return false
 	}
@@ -68,6 +120,13 @@ func (l *limiter) take(now time.Time, n int) bool {
 	if at, ok := l.free(now, n); !ok || at.After(now) {
 		return false
 	}
+	l.note(now, n)
+	return true
+}
+
+// note counts a call of n tokens at now in the windows. It is called with
+// mu held.
+func (l *limiter) note(now time.Time, n int) {
 	if rpm := l.limits.RPM; rpm > 0 {
 		if len(l.starts) < rpm {
 			l.starts = append(l.starts, now)
@@ -77,10 +136,10 @@ func (l *limiter) take(now time.Time, n int) bool {
 		}
 	}
 	if l.limits.TPM > 0 && n > 0 {
+		l.expire(now)
 		l.tokens = append(l.tokens, spent{now, n})
 		l.sum += n
 	}
-	return true
 }
 
 // next returns when a call of n tokens could start, without reserving it:
@@ -103,6 +162,9 @@ func (l *limiter) bySlots() bool { return l != nil && l.limits.MaxInFlight > 0 }
 // later), and false if it never fits. It is called with mu held.
 func (l *limiter) free(now time.Time, n int) (time.Time, bool) {
 	at := now
+	if l.blocked.After(at) {
+		at = l.blocked
+	}
 	if rpm := l.limits.RPM; rpm > 0 && len(l.starts) == rpm {
 		if end := l.starts[l.head].Add(time.Minute); end.After(at) {
 			at = end
@@ -112,10 +174,7 @@ func (l *limiter) free(now time.Time, n int) (time.Time, bool) {
 		if n > tpm {
 			return time.Time{}, false
 		}
-		for len(l.tokens) > 0 && !l.tokens[0].at.Add(time.Minute).After(now) {
-			l.sum -= l.tokens[0].n
-			l.tokens = l.tokens[1:]
-		}
+		l.expire(now)
 		sum := l.sum
 		for _, s := range l.tokens {
 			if sum+n <= tpm {
@@ -128,4 +187,13 @@ func (l *limiter) free(now time.Time, n int) (time.Time, bool) {
 		}
 	}
 	return at, true
+}
+
+// expire forgets the tokens of calls a minute old at now. It is called
+// with mu held.
+func (l *limiter) expire(now time.Time) {
+	for len(l.tokens) > 0 && !l.tokens[0].at.Add(time.Minute).After(now) {
+		l.sum -= l.tokens[0].n
+		l.tokens = l.tokens[1:]
+	}
 }

@@ -54,6 +54,7 @@ type settings struct {
 	budget          *budgetSpec
 	hedge           time.Duration
 	now             func() time.Time // nil means time.Now
+	store           Store
 }
 
 // WithStrategy sets the order inside a priority tier. The default is Ordered.

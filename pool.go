@@ -41,7 +41,8 @@ type Limits struct {
 // all methods are safe for concurrent use.
 type Pool[C any] struct {
 	set    settings
-	budget *budget // nil without WithRetryBudget
+	budget *budget  // nil without WithRetryBudget
+	sh     *sharing // nil without WithStore
 	cfg    atomic.Pointer[config[C]]
 	update sync.Mutex                    // serializes Update
 	sticky atomic.Pointer[stickTo[C]]    // set after a failover when WithStickiness is on
@@ -85,7 +86,7 @@ func New[C any](members []Member[C], opts ...Option) (*Pool[C], error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool[C]{set: set, budget: newBudget(set.budget)}
+	p := &Pool[C]{set: set, budget: newBudget(set.budget), sh: newSharing(set.store)}
 	c, err := p.build(members, nil)
 	if err != nil {
 		return nil, err
@@ -93,6 +94,9 @@ func New[C any](members []Member[C], opts ...Option) (*Pool[C], error) {
 	p.cfg.Store(c)
 	ch := make(chan struct{})
 	p.wake.Store(&ch)
+	if p.sh != nil {
+		p.sh.store.Watch(p.receive)
+	}
 	return p, nil
 }
 
@@ -133,10 +137,10 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 			}
 		}
 		if st == nil {
-			st = &memberState{name: m.Name}
+			st = &memberState{name: m.Name, sh: p.sh}
 		}
 		if !sameLimits { // same limits keep their history
-			st.lim.Store(newLimiter(m.Limits))
+			st.lim.Store(newLimiter(m.Limits, m.Name, p.sh))
 		}
 		c.members[i] = entry[C]{Member: m, st: st}
 		c.byName[m.Name] = i
@@ -210,6 +214,7 @@ func isNil(v any) bool {
 // once, and only when a member needs it (the healthy path never does), and
 // carries the call's estimated tokens.
 type selection struct {
+	ctx        context.Context  // of the call; nil means Background
 	clock      func() time.Time // nil means time.Now
 	t          time.Time
 	set        bool

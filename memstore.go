@@ -1,0 +1,110 @@
+package failover
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// MemoryStore is a [Store] in memory, for pools of one process that share
+// keys (and for tests of shared state). Create it with [NewMemoryStore];
+// its methods are safe for concurrent use and never fail.
+type MemoryStore struct {
+	mu       sync.Mutex
+	version  uint64
+	states   map[string]Shared
+	leases   map[string]lease
+	limits   map[string]*limiter
+	watchers []func(Shared)
+}
+
+type lease struct {
+	holder string
+	until  time.Time
+}
+
+// NewMemoryStore returns an empty store. Its probe leases last 30 s.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{
+		states: make(map[string]Shared),
+		leases: make(map[string]lease),
+		limits: make(map[string]*limiter),
+	}
+}
+
+// Save implements [Store]: it stores s and calls the watchers before it
+// returns.
+func (m *MemoryStore) Save(s Shared) {
+	m.mu.Lock()
+	delete(m.leases, s.Member)
+	if !keeps(m.states[s.Member], s) {
+		m.mu.Unlock()
+		return
+	}
+	m.version++
+	s.Version = m.version
+	if s.State == Active {
+		delete(m.states, s.Member)
+	} else {
+		m.states[s.Member] = s
+	}
+	watchers := m.watchers
+	m.mu.Unlock()
+	for _, fn := range watchers {
+		fn(s)
+	}
+}
+
+// keeps reports whether a store holding old takes s, by the rules of
+// [Store.Save]. The zero old is an Active member.
+func keeps(old, s Shared) bool {
+	if old.State == Disabled && old.Manual && !s.Manual {
+		return false
+	}
+	if s.State == CoolingDown && (old.State == Disabled || (old.State == CoolingDown && !old.Until.Before(s.Until))) {
+		return false
+	}
+	return true
+}
+
+// Watch implements [Store]: fn gets the stored states before Watch returns.
+func (m *MemoryStore) Watch(fn func(Shared)) {
+	m.mu.Lock()
+	m.watchers = append(m.watchers[:len(m.watchers):len(m.watchers)], fn)
+	stored := make([]Shared, 0, len(m.states))
+	for _, s := range m.states {
+		stored = append(stored, s)
+	}
+	m.mu.Unlock()
+	for _, s := range stored {
+		fn(s)
+	}
+}
+
+// Lease implements [Store].
+func (m *MemoryStore) Lease(_ context.Context, member, holder string, now time.Time) (time.Time, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.leases[member]; ok && l.holder != holder && now.Before(l.until) {
+		return l.until, false, nil
+	}
+	l := lease{holder: holder, until: now.Add(leaseTime)}
+	m.leases[member] = l
+	return l.until, true, nil
+}
+
+// Take implements [Store]. A change of limits starts the member's windows
+// afresh.
+func (m *MemoryStore) Take(_ context.Context, member string, l Limits, tokens int, now time.Time) (bool, time.Time, error) {
+	m.mu.Lock()
+	lim := m.limits[member]
+	if lim == nil || lim.limits != l {
+		lim = &limiter{limits: l}
+		m.limits[member] = lim
+	}
+	m.mu.Unlock()
+	if lim.take(now, tokens) {
+		return true, time.Time{}, nil
+	}
+	return false, lim.next(now, tokens), nil
+}

@@ -63,8 +63,15 @@ func TestHealthyPathAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	shared, err := failover.New(ms, failover.WithStore(failover.NewMemoryStore()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(1000, func() { sink, _ = failover.Do(ctx, p, noop) }); n != 0 {
 		t.Fatalf("Do allocates %v times per call", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { sink, _ = failover.Do(ctx, shared, noop) }); n != 0 {
+		t.Fatalf("Do with a store allocates %v times per call", n)
 	}
 }

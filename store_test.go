@@ -1,0 +1,129 @@
+package failover_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/llmfailover/failover"
+	"github.com/llmfailover/failover/storetest"
+	"github.com/stretchr/testify/require"
+)
+
+// TestMemoryStore runs the Store conformance tests against MemoryStore:
+// the replicas are pools of one process.
+func TestMemoryStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Connect {
+		s := failover.NewMemoryStore()
+		return func() failover.Store { return s }
+	})
+}
+
+// brokenStore is a store whose backend is down: every call fails and
+// saves are lost.
+type brokenStore struct{ leases, takes atomic.Int64 }
+
+var errDown = errors.New("store down")
+
+func (*brokenStore) Save(failover.Shared)        {}
+func (*brokenStore) Watch(func(failover.Shared)) {}
+func (b *brokenStore) Lease(context.Context, string, string, time.Time) (time.Time, bool, error) {
+	b.leases.Add(1)
+	return time.Time{}, false, errDown
+}
+func (b *brokenStore) Take(context.Context, string, failover.Limits, int, time.Time) (bool, time.Time, error) {
+	b.takes.Add(1)
+	return false, time.Time{}, errDown
+}
+
+// TestStoreDownFallsBackToLocalState: a store that fails costs no call:
+// cooldowns, probes and limits go on with the pool's own state.
+func TestStoreDownFallsBackToLocalState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &brokenStore{}
+		free := &fakeClient{fail: firstN(1, apiErr(500, nil, "boom"))}
+		paid := &fakeClient{}
+		p, err := failover.New([]failover.Member[*fakeClient]{
+			{Name: "free", Client: free, Limits: failover.Limits{RPM: 2}},
+			{Name: "paid", Client: paid, Priority: 1},
+		}, failover.WithStore(store), failover.WithCooldowns(fixedCooldowns(5*time.Second)))
+		require.NoError(t, err)
+		ctx := context.Background()
+		for range 3 {
+			_, err := failover.Do(ctx, p, call)
+			require.NoError(t, err)
+		}
+		// The 500 cooled free for 5 s on local state; paid served all three.
+		require.Equal(t, int64(1), free.calls.Load())
+		require.Equal(t, int64(3), paid.calls.Load())
+		time.Sleep(5 * time.Second)
+		got, err := failover.Do(ctx, p, call)
+		require.NoError(t, err)
+		require.Equal(t, "free", got, "the probe runs on local state when the lease fails")
+		require.Equal(t, int64(1), store.leases.Load())
+		// The local RPM of 2 holds: the 500 and the probe used it.
+		got, err = failover.Do(ctx, p, call)
+		require.NoError(t, err)
+		require.Equal(t, "paid", got)
+		require.Equal(t, int64(2), free.calls.Load())
+		require.Positive(t, store.takes.Load())
+	})
+}
+
+// TestManualDisableOutranksAProbe: a member disabled while another replica
+// probes it stays disabled when the probe succeeds.
+func TestManualDisableOutranksAProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := failover.NewMemoryStore()
+		gate := make(chan struct{})
+		free := &fakeClient{fail: func(n int64) error {
+			if n == 1 {
+				return apiErr(500, nil, "boom")
+			}
+			<-gate
+			return nil
+		}}
+		members := []failover.Member[*fakeClient]{{Name: "free", Client: free}, {Name: "paid", Client: &fakeClient{}, Priority: 1}}
+		a, err := failover.New(members, failover.WithStore(store), failover.WithCooldowns(fixedCooldowns(5*time.Second)))
+		require.NoError(t, err)
+		b, err := failover.New(members, failover.WithStore(store), failover.WithCooldowns(fixedCooldowns(5*time.Second)))
+		require.NoError(t, err)
+		ctx := context.Background()
+		_, err = failover.Do(ctx, a, call)
+		require.NoError(t, err)
+		time.Sleep(5 * time.Second)
+		probe := make(chan string)
+		go func() {
+			got, _ := failover.Do(ctx, b, call)
+			probe <- got
+		}()
+		synctest.Wait()
+		require.Equal(t, failover.Probing, statusOf(b, "free").State)
+		require.NoError(t, a.Disable("free"))
+		close(gate)
+		<-probe
+		for _, p := range []*failover.Pool[*fakeClient]{a, b} {
+			require.Equal(t, failover.Disabled, statusOf(p, "free").State)
+		}
+		require.NoError(t, b.Enable("free"))
+		require.Equal(t, failover.Active, statusOf(a, "free").State)
+	})
+}
+
+func statusOf[C any](p *failover.Pool[C], name string) failover.Status {
+	for _, s := range p.Status() {
+		if s.Name == name {
+			return s
+		}
+	}
+	return failover.Status{}
+}
+
+// fixedCooldowns cools every lane for d, without jitter or growth.
+func fixedCooldowns(d time.Duration) failover.Cooldowns {
+	b := failover.Backoff{Base: d, Max: d}
+	return failover.Cooldowns{Transient: b, Quota: b, Permanent: b}
+}

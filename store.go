@@ -60,6 +60,9 @@ type Shared struct {
 	Until  time.Time // end of a CoolingDown window; zero otherwise
 	// Manual is set for Enable and Disable, which outrank what calls find.
 	Manual bool
+	// At is when the pool saved the state, on its clock: Until - At is
+	// the window.
+	At time.Time
 	// Version orders the states of a member: the store sets it.
 	Version uint64
 }
@@ -95,11 +98,12 @@ func (sh *sharing) lease(ctx context.Context, name string, now time.Time) (time.
 	return until, ok || err != nil
 }
 
-// snapshot is st's state as the store shares it. manual marks an Enable.
-func (s *memberState) snapshot(manual bool) Shared {
+// snapshot is st's state at now as the store shares it. manual marks an
+// Enable.
+func (s *memberState) snapshot(manual bool, now time.Time) Shared {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sh := Shared{Member: s.name, Lane: s.lane, Reason: s.reason, Level: s.level, Manual: manual}
+	sh := Shared{Member: s.name, Lane: s.lane, Reason: s.reason, Level: s.level, Manual: manual, At: now}
 	switch s.phase.Load() {
 	case phaseCooling, phaseProbing:
 		sh.State, sh.Until = CoolingDown, s.until

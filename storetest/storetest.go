@@ -174,18 +174,51 @@ func RateLimited(after time.Duration) error {
 }
 
 // replicas starts n pools on clock, each with its own store handle, over
-// the same members.
-func replicas(t *testing.T, connect Connect, clock *Clock, n int, members []failover.Member[string]) []*failover.Pool[string] {
+// the same members. Each pool's events go to its log.
+func replicas(t *testing.T, connect Connect, clock *Clock, n int, members []failover.Member[string]) ([]*failover.Pool[string], []*events) {
 	t.Helper()
 	pools := make([]*failover.Pool[string], n)
+	logs := make([]*events, n)
 	for i := range pools {
-		p, err := failover.New(members, failover.WithStore(connect()), failover.WithClock(clock.Now))
+		logs[i] = &events{}
+		p, err := failover.New(members, failover.WithStore(connect()), failover.WithClock(clock.Now), failover.WithObserver(logs[i].add))
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
 		pools[i] = p
 	}
-	return pools
+	return pools, logs
+}
+
+// events records a pool's events.
+type events struct {
+	mu  sync.Mutex
+	all []failover.Event
+}
+
+func (e *events) add(ev failover.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, ev)
+}
+
+// count returns how many events of kind the pool saw for member.
+func (e *events) count(kind failover.EventKind, member string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, ev := range e.all {
+		if ev.Kind == kind && ev.Member == member {
+			n++
+		}
+	}
+	return n
+}
+
+// one starts one replica over twoKeys.
+func one(t *testing.T, connect Connect, clock *Clock) *failover.Pool[string] {
+	pools, _ := replicas(t, connect, clock, 1, twoKeys())
+	return pools[0]
 }
 
 // twoKeys is a paid key behind a free one.
@@ -231,7 +264,7 @@ func serve(t *testing.T, p *failover.Pool[string], up *Provider) string {
 func testRevoked(t *testing.T, connect Connect) {
 	clock := NewClock()
 	up := NewProvider(clock)
-	pools := replicas(t, connect, clock, 2, twoKeys())
+	pools, _ := replicas(t, connect, clock, 2, twoKeys())
 	up.Script("free", Revoked)
 	if got := serve(t, pools[0], up); got != "paid" {
 		t.Fatalf("replica 0 served by %q, want paid after the 401", got)
@@ -256,7 +289,7 @@ func testRevoked(t *testing.T, connect Connect) {
 func testRetryAfter(t *testing.T, connect Connect) {
 	clock := NewClock()
 	up := NewProvider(clock)
-	pools := replicas(t, connect, clock, 2, twoKeys())
+	pools, logs := replicas(t, connect, clock, 2, twoKeys())
 	start := clock.Now()
 	up.Script("free", RateLimited(30*time.Second))
 	if got := serve(t, pools[0], up); got != "paid" {
@@ -280,7 +313,7 @@ func testRetryAfter(t *testing.T, connect Connect) {
 		t.Fatalf("replica 1 served by %q once Retry-After ended, want free", got)
 	}
 	eventually(t, "replica 0 never learned that free recovered", func() bool {
-		return state(pools[0], "free").State == failover.Active
+		return logs[0].count(failover.EventRecovered, "free") == 1
 	})
 	if got := serve(t, pools[0], up); got != "free" {
 		t.Fatalf("replica 0 served by %q after the recovery, want free", got)
@@ -293,13 +326,13 @@ func testRetryAfter(t *testing.T, connect Connect) {
 func testLateReplica(t *testing.T, connect Connect) {
 	clock := NewClock()
 	up := NewProvider(clock)
-	first := replicas(t, connect, clock, 1, twoKeys())[0]
+	first := one(t, connect, clock)
 	up.Script("free", Revoked)
 	serve(t, first, up)
 	eventually(t, "replica 0's own state never came back from the store", func() bool {
 		return state(first, "free").State != failover.Active
 	})
-	late := replicas(t, connect, clock, 1, twoKeys())[0]
+	late := one(t, connect, clock)
 	eventually(t, "a replica started later never learned that free is revoked", func() bool {
 		return state(late, "free").State != failover.Active
 	})
@@ -311,7 +344,7 @@ func testLateReplica(t *testing.T, connect Connect) {
 func testOneProbe(t *testing.T, connect Connect) {
 	clock := NewClock()
 	up := NewProvider(clock)
-	pools := replicas(t, connect, clock, 4, twoKeys())
+	pools, logs := replicas(t, connect, clock, 4, twoKeys())
 	up.Script("free", ServerError)
 	serve(t, pools[0], up)
 	var until time.Time
@@ -354,7 +387,7 @@ func testOneProbe(t *testing.T, connect Connect) {
 	}
 	for i, p := range pools {
 		eventually(t, fmt.Sprintf("replica %d never learned that free recovered", i), func() bool {
-			return state(p, "free").State == failover.Active
+			return logs[i].count(failover.EventRecovered, "free") == 1
 		})
 		if got := serve(t, p, up); got != "free" {
 			t.Fatalf("replica %d served by %q after the probe succeeded, want free", i, got)
@@ -367,7 +400,7 @@ func testSharedRPM(t *testing.T, connect Connect) {
 	up := NewProvider(clock)
 	members := twoKeys()
 	members[0].Limits = failover.Limits{RPM: 60}
-	pools := replicas(t, connect, clock, 4, members)
+	pools, _ := replicas(t, connect, clock, 4, members)
 	start := clock.Now()
 	// A burst: 4 replicas × 25 calls at the same instant.
 	var wg sync.WaitGroup
@@ -410,7 +443,7 @@ func testSharedRPM(t *testing.T, connect Connect) {
 func testEnableDisable(t *testing.T, connect Connect) {
 	clock := NewClock()
 	up := NewProvider(clock)
-	pools := replicas(t, connect, clock, 2, twoKeys())
+	pools, _ := replicas(t, connect, clock, 2, twoKeys())
 	if err := pools[0].Disable("free"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,208 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/llmfailover/failover"
+	"github.com/redis/go-redis/v9"
+)
+
+// The listener's pace: how long it waits for a message before it pings,
+// up and down, and how it backs off while Redis refuses connections.
+const (
+	pingUp     = 15 * time.Second
+	pingDown   = 250 * time.Millisecond
+	retryFirst = 50 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
+
+// listen reads everyone's changes from the channel. Each (re)subscription
+// marks Redis available and resyncs: the writer writes what waited, and
+// every watcher gets the stored states.
+func (s *Store) listen() {
+	defer s.done.Done()
+	ps := s.sub
+	retry := retryFirst
+	for {
+		wait := pingUp
+		if s.down.Load() {
+			wait = pingDown
+		}
+		msg, err := ps.ReceiveTimeout(s.ctx, wait)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				err = ps.Ping(s.ctx) // the answer comes back as a *redis.Pong
+			}
+			if err != nil {
+				s.failed(err)
+				sleep(s.ctx, retry)
+				retry = min(2*retry, retryMax)
+			}
+			continue
+		}
+		retry = retryFirst
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				s.resync()
+			}
+		case *redis.Message:
+			if sh, ok := decode(m.Payload); ok {
+				s.deliver(sh)
+			}
+		case *redis.Pong:
+			if s.down.Load() { // the subscription lived through a failed call
+				s.resync()
+			}
+		}
+	}
+}
+
+// resync makes the local copies and Redis agree again after a connection:
+// the changes saved meanwhile are written, then every stored state is
+// read and delivered.
+func (s *Store) resync() {
+	if s.rdb.Ping(s.ctx).Err() != nil {
+		return
+	}
+	wasDown := s.down.Swap(false)
+	s.flush()
+	ctx, cancel := context.WithTimeout(s.ctx, 10*s.timeout)
+	defer cancel()
+	states, err := s.load(ctx)
+	if err != nil {
+		s.failed(err)
+		return
+	}
+	for _, sh := range states {
+		s.deliver(sh)
+	}
+	if wasDown {
+		s.log.Info("failover/redisstore: Redis is back; state resynced", "states", len(states))
+	}
+}
+
+// write writes saved changes as they come.
+func (s *Store) write() {
+	defer s.done.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.kick:
+		}
+		if !s.down.Load() {
+			s.flush()
+		}
+	}
+}
+
+// flush writes the pending changes. On an error it keeps the changes not
+// written, unless a newer one replaced them, for the next resync.
+func (s *Store) flush() {
+	for {
+		s.mu.Lock()
+		batch := s.pending
+		if len(batch) > 0 {
+			s.pending = make(map[string]failover.Shared)
+		}
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		for name, sh := range batch {
+			if err := s.save(sh); err != nil {
+				s.failed(err)
+				s.mu.Lock()
+				for name, sh := range batch {
+					if _, newer := s.pending[name]; !newer {
+						s.pending[name] = sh
+					}
+				}
+				s.mu.Unlock()
+				return
+			}
+			delete(batch, name)
+		}
+	}
+}
+
+// save runs the save script for one change.
+func (s *Store) save(sh failover.Shared) error {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*s.timeout)
+	defer cancel()
+	until, manual := "0", "0"
+	if !sh.Until.IsZero() {
+		until = strconv.FormatInt(sh.Until.UnixNano(), 10)
+	}
+	if sh.Manual {
+		manual = "1"
+	}
+	state, err := sh.State.MarshalText()
+	if err != nil {
+		return nil // not a state to share; nothing to retry
+	}
+	k := s.keys
+	now := strconv.FormatInt(sh.At.UnixNano(), 10)
+	return saveScript.Run(ctx, s.rdb,
+		[]string{k.record(sh.Member), k.lease(sh.Member), k.version(), k.members()},
+		sh.Member, string(state), int(sh.Lane), string(sh.Reason), sh.Level, until, manual, now, k.channel()).Err()
+}
+
+// load reads every stored state.
+func (s *Store) load(ctx context.Context) ([]failover.Shared, error) {
+	names, err := s.rdb.SMembers(ctx, s.keys.members()).Result()
+	if err != nil {
+		return nil, err
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(names))
+	for i, name := range names {
+		cmds[i] = pipe.HGetAll(ctx, s.keys.record(name))
+	}
+	if len(names) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var out []failover.Shared
+	for i, cmd := range cmds {
+		f := cmd.Val()
+		if len(f) == 0 {
+			continue // expired
+		}
+		w := wire{Member: names[i], State: f["state"], Lane: f["lane"], Reason: f["reason"], Level: f["level"], Until: f["until"], Manual: f["manual"], Version: f["version"]}
+		if sh, ok := w.shared(); ok {
+			out = append(out, sh)
+		}
+	}
+	return out, nil
+}
+
+// deliver hands a state to every watcher.
+func (s *Store) deliver(sh failover.Shared) {
+	s.mu.Lock()
+	watchers := s.watchers
+	s.mu.Unlock()
+	for _, fn := range watchers {
+		fn(sh)
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

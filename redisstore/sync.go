@@ -111,13 +111,12 @@ func (s *Store) flush() {
 	for {
 		s.mu.Lock()
 		batch := s.pending
-		if len(batch) > 0 {
-			s.pending = make(map[string]failover.Shared)
-		}
-		s.mu.Unlock()
 		if len(batch) == 0 {
+			s.mu.Unlock()
 			return
 		}
+		s.pending = make(map[string]failover.Shared)
+		s.mu.Unlock()
 		for name, sh := range batch {
 			if err := s.save(sh); err != nil {
 				s.failed(err)

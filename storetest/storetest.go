@@ -239,8 +239,9 @@ func state(p *failover.Pool[string], member string) failover.Status {
 	return failover.Status{}
 }
 
-// eventually waits up to Settle for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
+// Eventually waits up to Settle for cond, and fails the test with what if
+// it does not hold by then.
+func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(Settle)
 	for !cond() {
@@ -269,7 +270,7 @@ func testRevoked(t *testing.T, connect Connect) {
 	if got := serve(t, pools[0], up); got != "paid" {
 		t.Fatalf("replica 0 served by %q, want paid after the 401", got)
 	}
-	eventually(t, "replica 1 never learned that free is revoked", func() bool {
+	Eventually(t, "replica 1 never learned that free is revoked", func() bool {
 		return state(pools[1], "free").State != failover.Active
 	})
 	for range 20 {
@@ -296,7 +297,7 @@ func testRetryAfter(t *testing.T, connect Connect) {
 		t.Fatalf("replica 0 served by %q, want paid after the 429", got)
 	}
 	want := start.Add(30 * time.Second)
-	eventually(t, "replica 1 never learned of the 429", func() bool {
+	Eventually(t, "replica 1 never learned of the 429", func() bool {
 		return state(pools[1], "free").Until.Equal(want)
 	})
 	clock.Advance(30*time.Second - time.Millisecond)
@@ -312,7 +313,7 @@ func testRetryAfter(t *testing.T, connect Connect) {
 	if got := serve(t, pools[1], up); got != "free" {
 		t.Fatalf("replica 1 served by %q once Retry-After ended, want free", got)
 	}
-	eventually(t, "replica 0 never learned that free recovered", func() bool {
+	Eventually(t, "replica 0 never learned that free recovered", func() bool {
 		return logs[0].count(failover.EventRecovered, "free") == 1
 	})
 	if got := serve(t, pools[0], up); got != "free" {
@@ -329,11 +330,11 @@ func testLateReplica(t *testing.T, connect Connect) {
 	first := one(t, connect, clock)
 	up.Script("free", Revoked)
 	serve(t, first, up)
-	eventually(t, "replica 0's own state never came back from the store", func() bool {
+	Eventually(t, "replica 0's own state never came back from the store", func() bool {
 		return state(first, "free").State != failover.Active
 	})
 	late := one(t, connect, clock)
-	eventually(t, "a replica started later never learned that free is revoked", func() bool {
+	Eventually(t, "a replica started later never learned that free is revoked", func() bool {
 		return state(late, "free").State != failover.Active
 	})
 	if got := serve(t, late, up); got != "paid" || up.Calls("free") != 1 {
@@ -348,7 +349,7 @@ func testOneProbe(t *testing.T, connect Connect) {
 	up.Script("free", ServerError)
 	serve(t, pools[0], up)
 	var until time.Time
-	eventually(t, "the cooldown never reached every replica", func() bool {
+	Eventually(t, "the cooldown never reached every replica", func() bool {
 		until = state(pools[0], "free").Until
 		for _, p := range pools {
 			if s := state(p, "free"); s.State != failover.CoolingDown || !s.Until.Equal(until) {
@@ -374,8 +375,8 @@ func testOneProbe(t *testing.T, connect Connect) {
 			})
 		}
 	}
-	eventually(t, "no replica probed free", func() bool { return up.Calls("free") >= 2 })
-	eventually(t, "the other calls did not fall back to paid", func() bool { return up.Calls("paid") >= 4*8-1 })
+	Eventually(t, "no replica probed free", func() bool { return up.Calls("free") >= 2 })
+	Eventually(t, "the other calls did not fall back to paid", func() bool { return up.Calls("paid") >= 4*8-1 })
 	if n := up.Calls("free") - 1; n != 1 {
 		t.Fatalf("%d probes of free across 4 replicas, want 1", n)
 	}
@@ -386,7 +387,7 @@ func testOneProbe(t *testing.T, connect Connect) {
 		t.Fatal(err)
 	}
 	for i, p := range pools {
-		eventually(t, fmt.Sprintf("replica %d never learned that free recovered", i), func() bool {
+		Eventually(t, fmt.Sprintf("replica %d never learned that free recovered", i), func() bool {
 			return logs[i].count(failover.EventRecovered, "free") == 1
 		})
 		if got := serve(t, p, up); got != "free" {
@@ -447,7 +448,7 @@ func testEnableDisable(t *testing.T, connect Connect) {
 	if err := pools[0].Disable("free"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Disable never reached replica 1", func() bool {
+	Eventually(t, "Disable never reached replica 1", func() bool {
 		return state(pools[1], "free").State == failover.Disabled
 	})
 	clock.Advance(24 * time.Hour)
@@ -457,7 +458,7 @@ func testEnableDisable(t *testing.T, connect Connect) {
 	if err := pools[1].Enable("free"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Enable never reached replica 0", func() bool {
+	Eventually(t, "Enable never reached replica 0", func() bool {
 		return state(pools[0], "free").State == failover.Active
 	})
 	if got := serve(t, pools[0], up); got != "free" {

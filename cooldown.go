@@ -150,6 +150,7 @@ type memberState struct {
 	lastErr   error         // redacted when shown
 	manual    bool          // disabled by Disable
 	version   uint64        // of the last state adopted from the store
+	seq       uint64        // saves of this member to the store
 	sh        *sharing      // nil without a store
 }
 
@@ -269,7 +270,7 @@ type change struct {
 }
 
 // succeed records a success of a call that acquired g.
-func (s *memberState) succeed(g grant, sel *selection) change {
+func (s *memberState) succeed(g grant, sel *selection) (ch change) {
 	s.calls.end()
 	if !g.probe && !s.dirty.Load() {
 		return change{}
@@ -277,6 +278,7 @@ func (s *memberState) succeed(g grant, sel *selection) change {
 	t := sel.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.count(&ch)
 	if g.epoch != s.epoch.Load() {
 		return change{} // the window changed while this call was in flight
 	}
@@ -298,9 +300,10 @@ func (s *memberState) succeed(g grant, sel *selection) change {
 // fail records a failed outcome of a call that acquired g (epoch staleEpoch
 // for an outcome reported from outside a call). It opens, escalates or
 // extends the member's window as the verdict's lane requires.
-func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, r float64, now time.Time) change {
+func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, r float64, now time.Time) (ch change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.count(&ch)
 	lane := v.Reason.Lane()
 	if v.Reason.FailsOver() {
 		s.failures.Add(1)
@@ -371,9 +374,10 @@ func (s *memberState) open(lane Lane, level int, v Verdict, cd *Cooldowns, r flo
 
 // coolWith puts a member of the failing member's Group on the same quota
 // window, unless it is already out for longer.
-func (s *memberState) coolWith(lane Lane, level int, v Verdict, until, now time.Time) change {
+func (s *memberState) coolWith(lane Lane, level int, v Verdict, until, now time.Time) (ch change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.count(&ch)
 	if p := s.phase.Load(); p == phaseDisabled || (p == phaseCooling && !s.until.Before(until)) {
 		return change{}
 	}
@@ -403,9 +407,10 @@ func (s *memberState) release(g grant) change {
 
 // setEnabled clears every window (Enable) or takes the member out of
 // rotation (Disable).
-func (s *memberState) setEnabled(on bool) change {
+func (s *memberState) setEnabled(on bool) (ch change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.count(&ch)
 	if on {
 		s.lane, s.level, s.reason, s.failCount, s.okCount, s.manual, s.relapsed = LaneNone, 0, "", 0, 0, false, false
 		s.until, s.stable, s.window = time.Time{}, time.Time{}, 0
@@ -422,9 +427,10 @@ func (s *memberState) setEnabled(on bool) change {
 
 // rest takes an Active member out until until without counting a failure:
 // its responses say its rate limit is spent (a proactive cooldown).
-func (s *memberState) rest(until time.Time, now time.Time) change {
+func (s *memberState) rest(until time.Time, now time.Time) (ch change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.count(&ch)
 	switch s.phase.Load() {
 	case phaseCooling, phaseProbing:
 		if until.After(s.until) {
@@ -440,4 +446,13 @@ func (s *memberState) rest(until time.Time, now time.Time) change {
 	s.phase.Store(phaseCooling)
 	s.epoch.Add(1)
 	return change{kind: EventCooldown, until: until}
+}
+
+// count counts a change of state as one save to the store, for the
+// answers to tell the latest save apart (see adopt). It is called with mu
+// held.
+func (s *memberState) count(ch *change) {
+	if ch.kind != 0 {
+		s.seq++
+	}
 }

@@ -37,16 +37,17 @@ func NewMemoryStore() *MemoryStore {
 func (m *MemoryStore) Save(s Shared) {
 	m.mu.Lock()
 	delete(m.leases, s.Member)
-	if !keeps(m.states[s.Member], s) {
-		m.mu.Unlock()
-		return
-	}
-	m.version++
-	s.Version = m.version
-	if s.State == Active {
-		delete(m.states, s.Member)
+	if old := m.states[s.Member]; !keeps(old, s) {
+		old.Origin, old.Seq = s.Origin, s.Seq // the answer: what outranked s
+		s = old
 	} else {
-		m.states[s.Member] = s
+		m.version++
+		s.Version = m.version
+		if s.State == Active {
+			delete(m.states, s.Member)
+		} else {
+			m.states[s.Member] = s
+		}
 	}
 	watchers := m.watchers
 	m.mu.Unlock()

@@ -23,14 +23,17 @@ import (
 // the module github.com/llmfailover/failover/redisstore shares it through
 // Redis.
 type Store interface {
-	// Save records s, a change of state made by a pool, and passes it on
-	// to every watcher (the saving pool included) with a Version larger
-	// than any before. It must not block on I/O: a store that writes
-	// remotely queues the change. A CoolingDown state that ends no later
-	// than the stored CoolingDown state, or any CoolingDown state while a
-	// Disabled one is stored, is dropped; so is an Active or Disabled
-	// state that is not Manual while a Manual Disabled one is stored.
-	// Every Save ends the member's probe lease.
+	// Save records s, a change of state made by a pool, and passes the
+	// result on to every watcher (the saving pool included) with s's
+	// Origin and Seq: s itself with a Version larger than any before, or,
+	// when the stored state outranks s, the stored state with its
+	// Version. The stored state outranks a CoolingDown state that ends no
+	// later than its own CoolingDown state, any CoolingDown state when it
+	// is Disabled, and any state that is not Manual when it is a Manual
+	// Disabled. Every Save ends the member's probe lease. Save must not
+	// block on I/O: a store that writes remotely queues the change, and
+	// may drop a queued change when a newer one of the same member
+	// replaces it.
 	Save(s Shared)
 	// Watch calls fn with every state saved from now on, by any pool, and
 	// with each state stored now (also after the store reconnects). fn
@@ -63,6 +66,10 @@ type Shared struct {
 	// At is when the pool saved the state, on its clock: Until - At is
 	// the window.
 	At time.Time
+	// Origin and Seq identify the Save a state answers: the saving pool
+	// and its count of saves of the member. A store passes them through.
+	Origin string
+	Seq    uint64
 	// Version orders the states of a member: the store sets it.
 	Version uint64
 }
@@ -98,12 +105,12 @@ func (sh *sharing) lease(ctx context.Context, name string, now time.Time) (time.
 	return until, ok || err != nil
 }
 
-// snapshot is st's state at now as the store shares it. manual marks an
-// Enable.
+// snapshot is st's state at now as the store shares it, with the count of
+// its changes as Seq. manual marks an Enable.
 func (s *memberState) snapshot(manual bool, now time.Time) Shared {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sh := Shared{Member: s.name, Lane: s.lane, Reason: s.reason, Level: s.level, Manual: manual, At: now}
+	sh := Shared{Member: s.name, Lane: s.lane, Reason: s.reason, Level: s.level, Manual: manual, At: now, Origin: s.sh.holder, Seq: s.seq}
 	switch s.phase.Load() {
 	case phaseCooling, phaseProbing:
 		sh.State, sh.Until = CoolingDown, s.until
@@ -115,16 +122,23 @@ func (s *memberState) snapshot(manual bool, now time.Time) Shared {
 	return sh
 }
 
-// adopt applies a state saved by any pool, this one included, to the local
-// copy. It keeps what the local copy knows better: a longer window, a
-// Disable that only Enable lifts.
+// adopt applies a state from the store to the local copy: a newer state
+// saved by another pool, or the answer to this pool's latest save (which
+// may be a state that outranked it). An answer to an earlier save of this
+// pool is older than the local copy and changes nothing. adopt keeps what
+// the local copy knows better: a longer window, a Disable that only Enable
+// lifts.
 func (s *memberState) adopt(r Shared, now time.Time) change {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r.Version <= s.version {
+	if r.Origin == s.sh.holder {
+		if r.Seq != s.seq || r.Version < s.version {
+			return change{}
+		}
+	} else if r.Version <= s.version {
 		return change{}
 	}
-	s.version = r.Version
+	s.version = max(s.version, r.Version)
 	p := s.phase.Load()
 	switch r.State {
 	case Active:

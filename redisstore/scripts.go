@@ -8,26 +8,35 @@ import "github.com/redis/go-redis/v9"
 // TTLs only collect what nobody needs any more.
 
 // saveScript stores a member's state by the rules of failover.Store.Save,
-// gives it the next version and publishes it.
+// gives it the next version and publishes it; when the stored state
+// outranks it, it publishes the stored state instead, as the answer to the
+// saving pool.
 //
 // KEYS: 1 record, 2 lease, 3 version counter, 4 set of members with a record.
 // ARGV: 1 member, 2 state, 3 lane, 4 reason, 5 level, 6 until (ns; 0 none),
-// 7 manual (1/0), 8 now (ns), 9 channel.
+// 7 manual (1/0), 8 now (ns), 9 channel, 10 origin, 11 seq.
 var saveScript = redis.NewScript(`
 local function later(a, b) -- decimal strings without leading zeros
   if #a ~= #b then return #a > #b end
   return a > b
 end
+local function publish(state, lane, reason, level, untilns, manual, version)
+  redis.call('PUBLISH', ARGV[9], cjson.encode({m = ARGV[1], s = state, l = lane, r = reason, n = level,
+    u = untilns, x = manual, v = version, o = ARGV[10], q = ARGV[11]}))
+end
 redis.call('DEL', KEYS[2])
 local state, untilns, manual = ARGV[2], ARGV[6], ARGV[7]
-local old = redis.call('HMGET', KEYS[1], 'state', 'until', 'manual')
-if old[1] == 'disabled' and old[3] == '1' and manual ~= '1' then return 0 end
+local old = redis.call('HMGET', KEYS[1], 'state', 'lane', 'reason', 'level', 'until', 'manual', 'version')
+local outranked = (old[1] == 'disabled' and old[6] == '1' and manual ~= '1') or
+  (state == 'cooling_down' and (old[1] == 'disabled' or (old[1] == 'cooling_down' and not later(untilns, old[5]))))
 local ttl = 0
-if state == 'cooling_down' then
-  if old[1] == 'disabled' then return 0 end
-  if old[1] == 'cooling_down' and not later(untilns, old[2]) then return 0 end
+if not outranked and state == 'cooling_down' then
   ttl = math.ceil((tonumber(untilns) - tonumber(ARGV[8])) / 1000000)
-  if ttl <= 0 then return 0 end
+  if ttl <= 0 then return 0 end -- a window already over
+end
+if outranked then
+  publish(old[1], old[2], old[3], old[4], old[5], old[6], old[7])
+  return 0
 end
 local t = redis.call('TIME')
 local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -43,7 +52,7 @@ else
   if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
   redis.call('SADD', KEYS[4], ARGV[1])
 end
-redis.call('PUBLISH', ARGV[9], cjson.encode({m = ARGV[1], s = state, l = ARGV[3], r = ARGV[4], n = ARGV[5], u = untilns, x = manual, v = version}))
+publish(state, ARGV[3], ARGV[4], ARGV[5], untilns, manual, version)
 return 1
 `)
 

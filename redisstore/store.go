@@ -262,6 +262,8 @@ type wire struct {
 	Until   string `json:"u"` // ns since the epoch; 0 none
 	Manual  string `json:"x"` // 1 or 0
 	Version string `json:"v"`
+	Origin  string `json:"o"`
+	Seq     string `json:"q"`
 }
 
 // shared decodes a change; ok is false for a malformed one.
@@ -275,7 +277,12 @@ func (w wire) shared() (failover.Shared, bool) {
 		return failover.Shared{}, false
 	}
 	sh.Member, sh.Lane, sh.Reason, sh.Level = w.Member, failover.Lane(lane), failover.Reason(w.Reason), level
-	sh.Manual, sh.Version = w.Manual == "1", version
+	sh.Manual, sh.Version, sh.Origin = w.Manual == "1", version, w.Origin
+	if w.Seq != "" {
+		if sh.Seq, err1 = strconv.ParseUint(w.Seq, 10, 64); err1 != nil {
+			return failover.Shared{}, false
+		}
+	}
 	if until > 0 {
 		sh.Until = time.Unix(0, until)
 	}

@@ -153,7 +153,8 @@ func (s *Store) save(sh failover.Shared) error {
 	now := strconv.FormatInt(sh.At.UnixNano(), 10)
 	return saveScript.Run(ctx, s.rdb,
 		[]string{k.record(sh.Member), k.lease(sh.Member), k.version(), k.members()},
-		sh.Member, string(state), int(sh.Lane), string(sh.Reason), sh.Level, until, manual, now, k.channel()).Err()
+		sh.Member, string(state), int(sh.Lane), string(sh.Reason), sh.Level, until, manual, now, k.channel(),
+		sh.Origin, strconv.FormatUint(sh.Seq, 10)).Err()
 }
 
 // load reads every stored state.

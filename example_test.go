@@ -92,3 +92,39 @@ func ExampleNew() {
 	// 3 <nil>
 	// failover: invalid configuration: member 0 ("a"): Weight -1 is negative
 }
+
+// Two pools share their members' state through a store: the 401 one of
+// them sees benches the key for the other too, which then makes no call
+// to it. Across processes, use the Redis store (module
+// github.com/llmfailover/failover/redisstore) the same way.
+func ExampleWithStore() {
+	type client struct{ revoked bool }
+	members := []failover.Member[*client]{
+		{Name: "free", Client: &client{revoked: true}},
+		{Name: "paid", Client: &client{}, Priority: 1},
+	}
+	store := failover.NewMemoryStore()
+	a, err := failover.New(members, failover.WithStore(store))
+	if err != nil {
+		panic(err)
+	}
+	b, err := failover.New(members, failover.WithStore(store))
+	if err != nil {
+		panic(err)
+	}
+	calls := map[string]int{}
+	call := func(ctx context.Context, m failover.Member[*client]) (string, error) {
+		calls[m.Name]++
+		if m.Client.revoked {
+			return "", &openai.APIError{HTTPStatusCode: 401, Code: "invalid_api_key", Message: "Incorrect API key provided"}
+		}
+		return m.Name, nil
+	}
+	fromA, _ := failover.Do(context.Background(), a, call)
+	fromB, _ := failover.Do(context.Background(), b, call)
+	fmt.Println(fromA, fromB, calls["free"], "call to free")
+	fmt.Println("b sees free as", b.Status()[0].State, b.Status()[0].Reason)
+	// Output:
+	// paid paid 1 call to free
+	// b sees free as cooling_down auth
+}

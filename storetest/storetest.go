@@ -46,6 +46,7 @@ func Run(t *testing.T, backend Backend) {
 		{"LateReplicaStartsWithTheState", testLateReplica},
 		{"OneProbeAcrossReplicas", testOneProbe},
 		{"SharedRPM", testSharedRPM},
+		{"SharedTPM", testSharedTPM},
 		{"EnableAndDisable", testEnableDisable},
 	}
 	for _, tt := range tests {
@@ -438,6 +439,45 @@ func testSharedRPM(t *testing.T, connect Connect) {
 	// and 120 s.
 	if n := len(times); n != 180 {
 		t.Fatalf("free served %d calls in three minutes, want 180 (60 a minute)", n)
+	}
+}
+
+func testSharedTPM(t *testing.T, connect Connect) {
+	clock := NewClock()
+	up := NewProvider(clock)
+	members := twoKeys()
+	members[0].Limits = failover.Limits{TPM: 1000}
+	pools, _ := replicas(t, connect, clock, 4, members)
+	burst := func() {
+		var wg sync.WaitGroup
+		for _, p := range pools {
+			for range 10 {
+				wg.Go(func() {
+					if _, err := failover.Do(context.Background(), p, up.Call, failover.Tokens(100)); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+	}
+	burst() // 4 replicas × 10 calls of 100 tokens at once
+	if n := up.Calls("free"); n != 10 {
+		t.Fatalf("the burst sent %d calls of 100 tokens to free, want 10 (its 1,000 TPM)", n)
+	}
+	clock.Advance(time.Minute - time.Millisecond)
+	for _, p := range pools {
+		if got, err := failover.Do(context.Background(), p, up.Call, failover.Tokens(100)); err != nil || got != "paid" {
+			t.Fatalf("a call of 100 tokens: %q, %v; want paid", got, err)
+		}
+	}
+	if n := up.Calls("free"); n != 10 {
+		t.Fatalf("free got a call %v after the burst, want none before a minute", time.Minute-time.Millisecond)
+	}
+	clock.Advance(time.Millisecond)
+	burst()
+	if n := up.Calls("free"); n != 20 {
+		t.Fatalf("a minute later free got %d calls in all, want 20", n)
 	}
 }
 

@@ -55,12 +55,13 @@ type Store struct {
 	pending  map[string]failover.Shared // saved, not yet written
 	watchers []func(failover.Shared)
 
-	kick   chan struct{} // wakes the writer
-	sub    *redis.PubSub
-	down   atomic.Bool
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   sync.WaitGroup
+	kick    chan struct{} // wakes the writer
+	sub     *redis.PubSub
+	down    atomic.Bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+	closing sync.Once
 }
 
 var _ failover.Store = (*Store)(nil)
@@ -128,7 +129,7 @@ func New(rdb *redis.Client, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("%w: %w", failover.ErrInvalid, err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.sub = rdb.Subscribe(s.ctx, s.keys.channel())
+	s.sub = rdb.Subscribe(s.ctx) // no channel yet: no I/O before the listener runs
 	s.done.Add(2)
 	go s.listen()
 	go s.write()
@@ -139,15 +140,15 @@ func New(rdb *redis.Client, opts ...Option) (*Store, error) {
 // timeout, and stops the store's goroutines. Pools that use the store go on
 // with their local state.
 func (s *Store) Close() error {
-	if s.ctx.Err() != nil {
-		return nil
-	}
-	if !s.down.Load() {
-		s.flush()
-	}
-	s.cancel()
-	err := s.sub.Close() // ends the listener's read
-	s.done.Wait()
+	var err error
+	s.closing.Do(func() {
+		if !s.down.Load() {
+			s.flush()
+		}
+		s.cancel()
+		err = s.sub.Close() // ends the listener's read
+		s.done.Wait()
+	})
 	return err
 }
 

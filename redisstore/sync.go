@@ -26,6 +26,7 @@ const (
 func (s *Store) listen() {
 	defer s.done.Done()
 	ps := s.sub
+	_ = ps.Subscribe(s.ctx, s.keys.channel()) // on an error, the first Receive reconnects and subscribes
 	retry := retryFirst
 	for {
 		wait := pingUp

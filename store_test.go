@@ -3,6 +3,8 @@ package failover_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -126,4 +128,97 @@ func statusOf[C any](p *failover.Pool[C], name string) failover.Status {
 func fixedCooldowns(d time.Duration) failover.Cooldowns {
 	b := failover.Backoff{Base: d, Max: d}
 	return failover.Cooldowns{Transient: b, Quota: b, Permanent: b}
+}
+
+// A stress run of four pools sharing a MemoryStore: 4 × 100 goroutines ×
+// 30 calls over 6 members with random faults. Afterwards: every call is
+// accounted for, no call on any pool started inside a window any pool
+// announced, nothing is left in flight, and the store carries a Disable
+// and an Enable to every pool.
+func TestStoreStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress run")
+	}
+	synctest.Test(t, func(t *testing.T) {
+		log := &callLog{calls: map[string][]span{}}
+		var evMu sync.Mutex
+		windows := map[string][]span{}
+		store := failover.NewMemoryStore()
+		cs := make([]*fakeClient, 6)
+		for i := range cs {
+			cs[i] = &fakeClient{}
+		}
+		ms := members(cs...)
+		pools := make([]*failover.Pool[*fakeClient], 4)
+		for i := range pools {
+			pools[i] = newPool(t, ms, failover.WithStore(store), failover.WithStrategy(failover.RoundRobin),
+				failover.WithAttemptTimeout(2*time.Second),
+				failover.WithObserver(func(e failover.Event) {
+					if e.Kind == failover.EventCooldown {
+						evMu.Lock()
+						windows[e.Member] = append(windows[e.Member], span{time.Now(), e.Until})
+						evMu.Unlock()
+					}
+				}))
+		}
+		const perPool, perG = 100, 30
+		var ok, failed, canceled atomic.Int64
+		var wg sync.WaitGroup
+		for i, p := range pools {
+			for g := range perPool {
+				fn := chaos(log, uint64(i*perPool+g))
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(i*perPool+g), 11))
+					for range perG {
+						ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+rng.IntN(20))*time.Second)
+						_, err := failover.Do(ctx, p, fn)
+						cancel()
+						switch {
+						case err == nil:
+							ok.Add(1)
+						case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+							canceled.Add(1)
+						default:
+							failed.Add(1)
+						}
+						time.Sleep(time.Duration(rng.IntN(2000)) * time.Millisecond)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		require.EqualValues(t, 4*perPool*perG, ok.Load()+failed.Load()+canceled.Load(), "every call accounted for")
+		require.Positive(t, ok.Load())
+		t.Logf("ok=%d failed=%d canceled=%d windows=%d", ok.Load(), failed.Load(), canceled.Load(), len(windows))
+		for name, ws := range windows {
+			for _, w := range ws {
+				for _, c := range log.calls[name] {
+					if c.start.After(w.start) && c.start.Before(w.end) {
+						t.Errorf("%s: call at %v inside the window %v–%v", name, c.start, w.start, w.end)
+					}
+				}
+			}
+		}
+		for _, p := range pools {
+			for _, st := range p.Status() {
+				require.Zero(t, st.InFlight, st.Name)
+			}
+		}
+		for _, m := range ms {
+			require.NoError(t, pools[0].Disable(m.Name))
+		}
+		for _, p := range pools {
+			for _, st := range p.Status() {
+				require.Equal(t, failover.Disabled, st.State, st.Name)
+			}
+		}
+		for _, m := range ms {
+			require.NoError(t, pools[3].Enable(m.Name))
+		}
+		for _, p := range pools {
+			for _, st := range p.Status() {
+				require.Equal(t, failover.Active, st.State, st.Name)
+			}
+		}
+	})
 }

@@ -76,7 +76,8 @@ type Shared struct {
 
 // WithStore shares member state with the other pools of store (see
 // [Store]). The pool watches the store for as long as the store lives:
-// create pools once, not per call. Members are matched by Name.
+// create pools once, not per call. Members are matched by Name; a member
+// that Update adds learns the shared state from its next change.
 func WithStore(s Store) Option { return func(o *settings) { o.store = s } }
 
 // leaseTime is how long a MemoryStore probe lease lasts.

@@ -151,6 +151,9 @@ type memberState struct {
 	manual    bool          // disabled by Disable
 	version   uint64        // of the last state adopted from the store
 	seq       uint64        // saves of this member to the store
+	enabled   bool          // the latest change was an Enable
+	unsaved   atomic.Bool   // a change waits to be saved to the store
+	saving    atomic.Bool   // a goroutine is saving this member's state
 	sh        *sharing      // nil without a store
 }
 
@@ -454,5 +457,6 @@ func (s *memberState) rest(until time.Time, now time.Time) (ch change) {
 func (s *memberState) count(ch *change) {
 	if ch.kind != 0 {
 		s.seq++
+		s.enabled = ch.manual && ch.kind == EventRecovered
 	}
 }

@@ -335,7 +335,7 @@ func (p *Pool[C]) apply(ctx context.Context, st *memberState, ch change, ev Even
 		p.notify()
 	}
 	if ch.kind != 0 && p.sh != nil {
-		p.sh.store.Save(st.snapshot(ch.manual, p.now()))
+		p.share(st)
 	}
 	if ch.kind != 0 {
 		ev.Kind, ev.Until = ch.kind, ch.until

@@ -7,8 +7,8 @@ import (
 )
 
 // MemoryStore is a [Store] in memory, for pools of one process that share
-// keys (and for tests of shared state). Create it with [NewMemoryStore];
-// its methods are safe for concurrent use and never fail.
+// keys (and for tests of shared state). The zero MemoryStore is empty and
+// ready to use; its methods are safe for concurrent use and never fail.
 type MemoryStore struct {
 	mu       sync.Mutex
 	version  uint64
@@ -24,11 +24,14 @@ type lease struct {
 }
 
 // NewMemoryStore returns an empty store. Its probe leases last 30 s.
-func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{
-		states: make(map[string]Shared),
-		leases: make(map[string]lease),
-		limits: make(map[string]*limiter),
+func NewMemoryStore() *MemoryStore { return new(MemoryStore) }
+
+// init makes the maps of a zero store. It is called with mu held.
+func (m *MemoryStore) init() {
+	if m.states == nil {
+		m.states = make(map[string]Shared)
+		m.leases = make(map[string]lease)
+		m.limits = make(map[string]*limiter)
 	}
 }
 
@@ -36,6 +39,7 @@ func NewMemoryStore() *MemoryStore {
 // returns.
 func (m *MemoryStore) Save(s Shared) {
 	m.mu.Lock()
+	m.init()
 	delete(m.leases, s.Member)
 	if old := m.states[s.Member]; !keeps(old, s) {
 		old.Origin, old.Seq = s.Origin, s.Seq // the answer: what outranked s
@@ -86,6 +90,7 @@ func (m *MemoryStore) Watch(fn func(Shared)) {
 func (m *MemoryStore) Lease(_ context.Context, member, holder string, now time.Time) (time.Time, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.init()
 	if l, ok := m.leases[member]; ok && l.holder != holder && now.Before(l.until) {
 		return l.until, false, nil
 	}
@@ -98,6 +103,7 @@ func (m *MemoryStore) Lease(_ context.Context, member, holder string, now time.T
 // afresh.
 func (m *MemoryStore) Take(_ context.Context, member string, l Limits, tokens int, now time.Time) (bool, time.Time, error) {
 	m.mu.Lock()
+	m.init()
 	lim := m.limits[member]
 	if lim == nil || lim.limits != l {
 		lim = &limiter{limits: l}

@@ -153,6 +153,9 @@ func newSettings(opts []Option) (settings, error) {
 	if b := s.budget; b != nil && (!(b.ratio >= 0 && b.ratio <= 1000) || b.floor < 0) {
 		errs = append(errs, fmt.Errorf("WithRetryBudget: ratio %v must be in [0, 1000] and floor %d not negative", b.ratio, b.floor))
 	}
+	if s.store != nil && isNil(s.store) {
+		errs = append(errs, errors.New("WithStore: nil store"))
+	}
 	errs = append(errs, s.cooldowns.validate()...)
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("%w: %w", ErrInvalid, err)

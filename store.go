@@ -77,7 +77,9 @@ type Shared struct {
 // WithStore shares member state with the other pools of store (see
 // [Store]). The pool watches the store for as long as the store lives:
 // create pools once, not per call. Members are matched by Name; a member
-// that Update adds learns the shared state from its next change.
+// that Update adds learns the shared state from its next change. A nil
+// interface means no store; a nil pointer in the interface is an error of
+// [New].
 func WithStore(s Store) Option { return func(o *settings) { o.store = s } }
 
 // leaseTime is how long a MemoryStore probe lease lasts.
@@ -106,12 +108,27 @@ func (sh *sharing) lease(ctx context.Context, name string, now time.Time) (time.
 	return until, ok || err != nil
 }
 
+// share saves st's latest state to the store. The saves of a member leave
+// in the order of their Seq: one goroutine at a time saves, and it saves
+// again when a change came while it did (a state saved late, after a newer
+// one, would overwrite it in the store). A change made meanwhile by a
+// watcher that the store calls from Save is saved by the loop too.
+func (p *Pool[C]) share(st *memberState) {
+	st.unsaved.Store(true)
+	for st.unsaved.Load() && st.saving.CompareAndSwap(false, true) {
+		if st.unsaved.Swap(false) {
+			p.sh.store.Save(st.snapshot(p.now()))
+		}
+		st.saving.Store(false)
+	}
+}
+
 // snapshot is st's state at now as the store shares it, with the count of
-// its changes as Seq. manual marks an Enable.
-func (s *memberState) snapshot(manual bool, now time.Time) Shared {
+// its changes as Seq.
+func (s *memberState) snapshot(now time.Time) Shared {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sh := Shared{Member: s.name, Lane: s.lane, Reason: s.reason, Level: s.level, Manual: manual, At: now, Origin: s.sh.holder, Seq: s.seq}
+	sh := Shared{Member: s.name, Lane: s.lane, Reason: s.reason, Level: s.level, Manual: s.enabled, At: now, Origin: s.sh.holder, Seq: s.seq}
 	switch s.phase.Load() {
 	case phaseCooling, phaseProbing:
 		sh.State, sh.Until = CoolingDown, s.until

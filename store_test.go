@@ -222,3 +222,68 @@ func TestStoreStress(t *testing.T) {
 		}
 	})
 }
+
+// midSave is a MemoryStore that, on the first save of a cooldown, runs
+// during first before it stores it: a newer change of the same member,
+// made while the older one is on its way to the store.
+type midSave struct {
+	*failover.MemoryStore
+	during func()
+	once   sync.Once
+}
+
+func (m *midSave) Save(s failover.Shared) {
+	if s.State == failover.CoolingDown {
+		m.once.Do(m.during)
+	}
+	m.MemoryStore.Save(s)
+}
+
+// TestSavesLeaveInOrder: an Enable made while the cooldown it lifts is
+// being saved reaches the store after it, so no replica keeps the older
+// cooldown. Without ordering, the store took the Enable first and the
+// cooldown last: the saving pool was Active and the other cooling.
+func TestSavesLeaveInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := failover.NewMemoryStore()
+		store := &midSave{MemoryStore: mem}
+		free := &fakeClient{fail: firstN(1, apiErr(500, nil, "boom"))}
+		members := []failover.Member[*fakeClient]{{Name: "free", Client: free}, {Name: "paid", Client: &fakeClient{}, Priority: 1}}
+		a, err := failover.New(members, failover.WithStore(store), failover.WithCooldowns(fixedCooldowns(time.Hour)))
+		require.NoError(t, err)
+		b, err := failover.New(members, failover.WithStore(mem), failover.WithCooldowns(fixedCooldowns(time.Hour)))
+		require.NoError(t, err)
+		store.during = func() { require.NoError(t, a.Enable("free")) }
+		got, err := failover.Do(context.Background(), a, call)
+		require.NoError(t, err)
+		require.Equal(t, "paid", got)
+		for name, p := range map[string]*failover.Pool[*fakeClient]{"a": a, "b": b} {
+			require.Equal(t, failover.Active, statusOf(p, "free").State, "pool %s", name)
+		}
+		got, err = failover.Do(context.Background(), b, call)
+		require.NoError(t, err)
+		require.Equal(t, "free", got)
+	})
+}
+
+// TestStoreInput: a nil pointer as store is an error of New, not a panic
+// later; a nil interface is no store; the zero MemoryStore works.
+func TestStoreInput(t *testing.T) {
+	members := []failover.Member[*fakeClient]{{Name: "a", Client: &fakeClient{}}}
+	_, err := failover.New(members, failover.WithStore((*failover.MemoryStore)(nil)))
+	require.ErrorIs(t, err, failover.ErrInvalid)
+	require.ErrorContains(t, err, "WithStore: nil store")
+
+	p, err := failover.New(members, failover.WithStore(nil))
+	require.NoError(t, err)
+	_, err = failover.Do(context.Background(), p, call)
+	require.NoError(t, err)
+
+	var zero failover.MemoryStore
+	a, err := failover.New(members, failover.WithStore(&zero))
+	require.NoError(t, err)
+	b, err := failover.New(members, failover.WithStore(&zero))
+	require.NoError(t, err)
+	require.NoError(t, a.Disable("a"))
+	require.Equal(t, failover.Disabled, statusOf(b, "a").State)
+}

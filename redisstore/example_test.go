@@ -14,7 +14,7 @@ import (
 // gives it to its pools. A key any replica finds revoked or rate limited is
 // skipped by all of them; RPM limits count every replica's calls.
 func Example() {
-	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	store, err := redisstore.New(rdb)
 	if err != nil {

@@ -172,7 +172,12 @@ func TestNewRejectsBadInput(t *testing.T) {
 	if _, err := redisstore.New(nil); !errors.Is(err, failover.ErrInvalid) {
 		t.Fatalf("New(nil): %v, want ErrInvalid", err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	plain := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer plain.Close()
+	if _, err := redisstore.New(plain); !errors.Is(err, failover.ErrInvalid) || !strings.Contains(err.Error(), "ContextTimeoutEnabled") {
+		t.Fatalf("New with a client that ignores context deadlines: %v, want ErrInvalid naming ContextTimeoutEnabled", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	_, err := redisstore.New(rdb, redisstore.WithPrefix(""), redisstore.WithLeaseTime(0), redisstore.WithTimeout(-1), redisstore.WithLogger(nil), nil)
 	if !errors.Is(err, failover.ErrInvalid) {

@@ -106,7 +106,15 @@ if counted then
     redis.call('SET', KEYS[3], sum, 'PX', 60000)
   end
   if sum + n > tpm then
+    -- Recount before refusing: the sum outlives the entries when the set's
+    -- TTL ends first, and then holds tokens no entry carries any more.
     local all = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    local exact = 0
+    for i = 1, #all, 2 do exact = exact + tonumber(string.match(all[i], ':(%d+)$')) end
+    if exact ~= sum then
+      sum = exact
+      redis.call('SET', KEYS[3], sum, 'PX', 60000)
+    end
     local s = sum
     for i = 1, #all, 2 do
       if s + n <= tpm then break end

@@ -76,7 +76,7 @@ func (s *server) stop() {
 
 // client returns a client of the server, closed when the test ends.
 func (s *server) client(t testing.TB) *redis.Client {
-	rdb := redis.NewClient(&redis.Options{Addr: s.addr})
+	rdb := redis.NewClient(&redis.Options{Addr: s.addr, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
 }

@@ -6,7 +6,7 @@
 // Create one [Store] per process and pass it to every pool with
 // failover.WithStore:
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
 //	store, err := redisstore.New(rdb)
 //	if err != nil { ... }
 //	defer store.Close()
@@ -57,7 +57,8 @@ type Store struct {
 
 	kick    chan struct{} // wakes the writer
 	sub     *redis.PubSub
-	down    atomic.Bool
+	down    atomic.Bool // Redis failed; the writer retries until it answers
+	stale   atomic.Bool // (re)subscribed; the writer resyncs
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    sync.WaitGroup
@@ -92,9 +93,17 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 // everyone's changes, one writes this process's. It does not wait for
 // Redis: a store started while Redis is down works on local state until it
 // is back. rdb stays the caller's; Close does not close it.
+//
+// rdb must have ContextTimeoutEnabled set: without it go-redis ignores
+// the deadline of a call's context and a stalled Redis holds each call on
+// a limited member for the client's ReadTimeout (3 s by default) instead
+// of the store's timeout.
 func New(rdb *redis.Client, opts ...Option) (*Store, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("%w: redisstore.New with a nil client", failover.ErrInvalid)
+	}
+	if !rdb.Options().ContextTimeoutEnabled {
+		return nil, fmt.Errorf("%w: redisstore.New: set ContextTimeoutEnabled in the client's redis.Options, so that WithTimeout bounds the calls that wait on Redis", failover.ErrInvalid)
 	}
 	s := &Store{
 		rdb:     rdb,
@@ -136,18 +145,18 @@ func New(rdb *redis.Client, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// Close writes the changes not yet written, if Redis answers within the
-// timeout, and stops the store's goroutines. Pools that use the store go on
-// with their local state.
+// Close stops the store's goroutines and then, unless Redis is down,
+// writes the changes not yet written (each within ten times the timeout).
+// Pools that use the store go on with their local state.
 func (s *Store) Close() error {
 	var err error
 	s.closing.Do(func() {
-		if !s.down.Load() {
-			s.flush()
-		}
 		s.cancel()
 		err = s.sub.Close() // ends the listener's read
 		s.done.Wait()
+		if !s.down.Load() {
+			err = errors.Join(err, s.flush(context.Background()))
+		}
 	})
 	return err
 }
@@ -158,6 +167,11 @@ func (s *Store) Save(sh failover.Shared) {
 	s.mu.Lock()
 	s.pending[sh.Member] = sh
 	s.mu.Unlock()
+	s.wake()
+}
+
+// wake wakes the writer.
+func (s *Store) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -190,9 +204,9 @@ func (s *Store) Lease(ctx context.Context, member, holder string, now time.Time)
 	if s.down.Load() {
 		return time.Time{}, false, ErrUnavailable
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	r, err := leaseScript.Run(ctx, s.rdb, []string{s.keys.lease(member)}, holder, now.UnixMilli(), s.lease.Milliseconds()).Int64Slice()
+	r, err := leaseScript.Run(cctx, s.rdb, []string{s.keys.lease(member)}, holder, now.UnixMilli(), s.lease.Milliseconds()).Int64Slice()
 	if err != nil || len(r) != 2 {
 		return time.Time{}, false, s.callFailed(ctx, err)
 	}
@@ -204,10 +218,10 @@ func (s *Store) Take(ctx context.Context, member string, l failover.Limits, toke
 	if s.down.Load() {
 		return false, time.Time{}, ErrUnavailable
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	k := s.keys
-	r, err := takeScript.Run(ctx, s.rdb, []string{k.starts(member), k.tokens(member), k.sum(member), k.seq(member)},
+	r, err := takeScript.Run(cctx, s.rdb, []string{k.starts(member), k.tokens(member), k.sum(member), k.seq(member)},
 		now.UnixMilli(), l.RPM, l.TPM, tokens).Int64Slice()
 	if err != nil || len(r) != 2 {
 		return false, time.Time{}, s.callFailed(ctx, err)
@@ -222,21 +236,24 @@ func (s *Store) Take(ctx context.Context, member string, l failover.Limits, toke
 }
 
 // callFailed turns the error of a call that waited on Redis into the
-// store's: the caller's own cancellation is not Redis's fault.
+// store's. It marks Redis down unless the caller's own context ended: a
+// caller's deadline or cancellation is not Redis's fault.
 func (s *Store) callFailed(ctx context.Context, err error) error {
 	if err == nil {
 		err = errors.New("redisstore: malformed script reply")
 	}
-	if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if ctx.Err() == nil {
 		s.failed(err)
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// failed marks Redis unavailable, logging it once per outage.
+// failed marks Redis unavailable, logging it once per outage, and wakes
+// the writer to retry until it answers.
 func (s *Store) failed(err error) {
 	if s.ctx.Err() == nil && s.down.CompareAndSwap(false, true) {
 		s.log.Warn("failover/redisstore: Redis unavailable; pools go on with local state", "error", err.Error())
+		s.wake()
 	}
 }
 

@@ -11,29 +11,24 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The listener's pace: how long it waits for a message before it pings,
-// up and down, and how it backs off while Redis refuses connections.
+// The store's pace: how long the listener waits for a message before it
+// pings, and how the store backs off while Redis does not answer.
 const (
 	pingUp     = 15 * time.Second
-	pingDown   = 250 * time.Millisecond
 	retryFirst = 50 * time.Millisecond
 	retryMax   = 2 * time.Second
 )
 
 // listen reads everyone's changes from the channel. Each (re)subscription
-// marks Redis available and resyncs: the writer writes what waited, and
-// every watcher gets the stored states.
+// asks the writer for a resync: a change published while the listener was
+// not subscribed is read from the stored states.
 func (s *Store) listen() {
 	defer s.done.Done()
 	ps := s.sub
 	_ = ps.Subscribe(s.ctx, s.keys.channel()) // on an error, the first Receive reconnects and subscribes
 	retry := retryFirst
 	for {
-		wait := pingUp
-		if s.down.Load() {
-			wait = pingDown
-		}
-		msg, err := ps.ReceiveTimeout(s.ctx, wait)
+		msg, err := ps.ReceiveTimeout(s.ctx, pingUp)
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -53,45 +48,21 @@ func (s *Store) listen() {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
-				s.resync()
+				s.stale.Store(true)
+				s.wake()
 			}
 		case *redis.Message:
 			if sh, ok := decode(m.Payload); ok {
 				s.deliver(sh)
 			}
-		case *redis.Pong:
-			if s.down.Load() { // the subscription lived through a failed call
-				s.resync()
-			}
 		}
 	}
 }
 
-// resync makes the local copies and Redis agree again after a connection:
-// the changes saved meanwhile are written, then every stored state is
-// read and delivered.
-func (s *Store) resync() {
-	if s.rdb.Ping(s.ctx).Err() != nil {
-		return
-	}
-	wasDown := s.down.Swap(false)
-	s.flush()
-	ctx, cancel := context.WithTimeout(s.ctx, 10*s.timeout)
-	defer cancel()
-	states, err := s.load(ctx)
-	if err != nil {
-		s.failed(err)
-		return
-	}
-	for _, sh := range states {
-		s.deliver(sh)
-	}
-	if wasDown {
-		s.log.Info("failover/redisstore: Redis is back; state resynced", "states", len(states))
-	}
-}
-
-// write writes saved changes as they come.
+// write is the only goroutine that writes to Redis while the store runs,
+// so a member's changes are written in the order they were saved. It
+// writes saved changes as they come; after a (re)subscription it resyncs;
+// while Redis is down it retries the resync until Redis answers.
 func (s *Store) write() {
 	defer s.done.Done()
 	for {
@@ -100,27 +71,65 @@ func (s *Store) write() {
 			return
 		case <-s.kick:
 		}
-		if !s.down.Load() {
-			s.flush()
+		switch {
+		case s.down.Load():
+			for retry := retryFirst; s.resync() != nil; retry = min(2*retry, retryMax) {
+				if !sleep(s.ctx, retry) {
+					return
+				}
+			}
+		case s.stale.Load():
+			if err := s.resync(); err != nil {
+				s.failed(err)
+			}
+		default:
+			if err := s.flush(s.ctx); err != nil {
+				s.failed(err)
+			}
 		}
 	}
 }
 
+// resync makes the local copies and Redis agree again: the changes saved
+// meanwhile are written, then every stored state is read and delivered.
+// On success Redis is available again.
+func (s *Store) resync() error {
+	s.stale.Store(false)
+	ctx, cancel := context.WithTimeout(s.ctx, 10*s.timeout)
+	defer cancel()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return err
+	}
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
+	states, err := s.load(ctx)
+	if err != nil {
+		return err
+	}
+	if s.down.Swap(false) {
+		s.log.Info("failover/redisstore: Redis is back; state resynced", "states", len(states))
+	}
+	for _, sh := range states {
+		s.deliver(sh)
+	}
+	return nil
+}
+
 // flush writes the pending changes. On an error it keeps the changes not
-// written, unless a newer one replaced them, for the next resync.
-func (s *Store) flush() {
+// written, unless a newer one replaced them, for the next try.
+func (s *Store) flush(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		batch := s.pending
 		if len(batch) == 0 {
 			s.mu.Unlock()
-			return
+			return nil
 		}
 		s.pending = make(map[string]failover.Shared)
 		s.mu.Unlock()
 		for name, sh := range batch {
-			if err := s.save(sh); err != nil {
-				s.failed(err)
+			if err := s.save(ctx, sh); err != nil {
 				s.mu.Lock()
 				for name, sh := range batch {
 					if _, newer := s.pending[name]; !newer {
@@ -128,7 +137,7 @@ func (s *Store) flush() {
 					}
 				}
 				s.mu.Unlock()
-				return
+				return err
 			}
 			delete(batch, name)
 		}
@@ -136,8 +145,8 @@ func (s *Store) flush() {
 }
 
 // save runs the save script for one change.
-func (s *Store) save(sh failover.Shared) error {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*s.timeout)
+func (s *Store) save(ctx context.Context, sh failover.Shared) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*s.timeout)
 	defer cancel()
 	until, manual := "0", "0"
 	if !sh.Until.IsZero() {
@@ -198,12 +207,14 @@ func (s *Store) deliver(sh failover.Shared) {
 	}
 }
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
+// sleep waits d and reports true, or false if ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return false
 	case <-t.C:
+		return true
 	}
 }

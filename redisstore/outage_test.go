@@ -170,3 +170,32 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 	serveAll(t, a, up, 1)
 	storetest.Eventually(t, "B never learned that free is revoked", func() bool { return stateOf(b.pool, "free").State == failover.CoolingDown })
 }
+
+// TestChangesRightAfterAnOutage: after an outage long enough for the
+// listeners to back off, an Enable made on B as soon as B is back reaches
+// A, whose listener may not be subscribed yet: A ends its outage only once
+// it listens again, and an Enable is stored (for an hour) for A's resync
+// to read if A missed its PUBLISH.
+func TestChangesRightAfterAnOutage(t *testing.T) {
+	srv := startRedis(t)
+	clock := storetest.NewClock()
+	a, b := newReplica(t, srv, clock, members()), newReplica(t, srv, clock, members())
+	srv.stop()
+	time.Sleep(4 * time.Second) // the listeners' retries reach 2 s
+	if err := a.pool.Disable("free"); err != nil {
+		t.Fatal(err)
+	}
+	srv.start(t)
+	storetest.Eventually(t, "B never learned of A's Disable", func() bool { return stateOf(b.pool, "free").State == failover.Disabled })
+	storetest.Eventually(t, "B never logged back", func() bool { return b.log.count("Redis is back") == 1 })
+	if err := b.pool.Enable("free"); err != nil {
+		t.Fatal(err)
+	}
+	storetest.Eventually(t, "A never saw B's Enable", func() bool { return stateOf(a.pool, "free").State == failover.Active })
+	storetest.Eventually(t, "A never logged back", func() bool { return a.log.count("Redis is back") == 1 })
+	for name, r := range map[string]replica{"A": a, "B": b} {
+		if n := r.log.count("Redis unavailable"); n != 1 {
+			t.Fatalf("%s logged the outage %d times, want once:\n%s", name, n, r.log)
+		}
+	}
+}

@@ -7,8 +7,9 @@ import "github.com/redis/go-redis/v9"
 // the epoch), so that replicas on one virtual clock agree in simulations;
 // TTLs only collect what nobody needs any more.
 
-// saveScript stores a member's state by the rules of failover.Store.Save,
-// gives it the next version and publishes it; when the stored state
+// saveScript stores a member's state by the rules of failover.Store.Save
+// (a cooldown for its window, an active state for an hour, a disable until
+// it changes), gives it the next version and publishes it; when the stored state
 // outranks it, it publishes the stored state instead, as the answer to the
 // saving pool.
 //
@@ -44,14 +45,13 @@ local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 if v <= last then v = last + 1 end
 local version = string.format('%.0f', v)
 redis.call('SET', KEYS[3], version)
+-- An active state is kept for an hour too, so that a replica that missed
+-- its PUBLISH (while it resubscribed) reads it at its resync.
+if state == 'active' then ttl = 3600000 end
 redis.call('DEL', KEYS[1])
-if state == 'active' then
-  redis.call('SREM', KEYS[4], ARGV[1])
-else
-  redis.call('HSET', KEYS[1], 'state', state, 'lane', ARGV[3], 'reason', ARGV[4], 'level', ARGV[5], 'until', untilns, 'manual', manual, 'version', version)
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-  redis.call('SADD', KEYS[4], ARGV[1])
-end
+redis.call('HSET', KEYS[1], 'state', state, 'lane', ARGV[3], 'reason', ARGV[4], 'level', ARGV[5], 'until', untilns, 'manual', manual, 'version', version)
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+redis.call('SADD', KEYS[4], ARGV[1])
 publish(state, ARGV[3], ARGV[4], ARGV[5], untilns, manual, version)
 return 1
 `)

@@ -55,14 +55,15 @@ type Store struct {
 	pending  map[string]failover.Shared // saved, not yet written
 	watchers []func(failover.Shared)
 
-	kick    chan struct{} // wakes the writer
-	sub     *redis.PubSub
-	down    atomic.Bool // Redis failed; the writer retries until it answers
-	stale   atomic.Bool // (re)subscribed; the writer resyncs
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
-	closing sync.Once
+	kick       chan struct{} // wakes the writer
+	sub        *redis.PubSub
+	down       atomic.Bool // Redis failed; the writer retries until it answers
+	stale      atomic.Bool // (re)subscribed; the writer resyncs
+	subscribed atomic.Bool // the listener hears the channel
+	ctx        context.Context
+	cancel     context.CancelFunc
+	done       sync.WaitGroup
+	closing    sync.Once
 }
 
 var _ failover.Store = (*Store)(nil)

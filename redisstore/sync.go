@@ -12,7 +12,8 @@ import (
 )
 
 // The store's pace: how long the listener waits for a message before it
-// pings, and how the store backs off while Redis does not answer.
+// pings, and how the listener and the writer back off while Redis does
+// not answer.
 const (
 	pingUp     = 15 * time.Second
 	retryFirst = 50 * time.Millisecond
@@ -38,6 +39,7 @@ func (s *Store) listen() {
 				err = ps.Ping(s.ctx) // the answer comes back as a *redis.Pong
 			}
 			if err != nil {
+				s.subscribed.Store(false)
 				s.failed(err)
 				sleep(s.ctx, retry)
 				retry = min(2*retry, retryMax)
@@ -48,6 +50,7 @@ func (s *Store) listen() {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
+				s.subscribed.Store(true)
 				s.stale.Store(true)
 				s.wake()
 			}
@@ -59,41 +62,50 @@ func (s *Store) listen() {
 	}
 }
 
+// errListening ends a resync that would end an outage before the listener
+// is subscribed again: changes published meanwhile would be missed.
+var errListening = errors.New("redisstore: not subscribed yet")
+
 // write is the only goroutine that writes to Redis while the store runs,
 // so a member's changes are written in the order they were saved. It
-// writes saved changes as they come; after a (re)subscription it resyncs;
-// while Redis is down it retries the resync until Redis answers.
+// writes saved changes as they come and resyncs after a (re)subscription.
+// After an error, and while Redis is down, it retries from retryFirst,
+// doubling up to retryMax, until a resync succeeds.
 func (s *Store) write() {
 	defer s.done.Done()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	wait := retryFirst
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.kick:
+		case <-retry.C:
 		}
-		switch {
-		case s.down.Load():
-			for retry := retryFirst; s.resync() != nil; retry = min(2*retry, retryMax) {
-				if !sleep(s.ctx, retry) {
-					return
-				}
-			}
-		case s.stale.Load():
-			if err := s.resync(); err != nil {
-				s.failed(err)
-			}
-		default:
-			if err := s.flush(s.ctx); err != nil {
-				s.failed(err)
-			}
+		var err error
+		if s.down.Load() || s.stale.Load() {
+			err = s.resync()
+		} else {
+			err = s.flush(s.ctx)
 		}
+		if err == nil {
+			wait = retryFirst
+			continue
+		}
+		s.failed(err)
+		retry.Reset(wait)
+		wait = min(2*wait, retryMax)
 	}
 }
 
 // resync makes the local copies and Redis agree again: the changes saved
 // meanwhile are written, then every stored state is read and delivered.
-// On success Redis is available again.
+// It ends an outage only once the listener is subscribed again.
 func (s *Store) resync() error {
+	if s.down.Load() && !s.subscribed.Load() {
+		return errListening
+	}
 	s.stale.Store(false)
 	ctx, cancel := context.WithTimeout(s.ctx, 10*s.timeout)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"github.com/llmfailover/failover"
 	"github.com/llmfailover/failover/redisstore"
 	"github.com/llmfailover/failover/storetest"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestStallRecovers: Redis stalls for 300 ms (CLIENT PAUSE) while other
@@ -132,4 +133,49 @@ func TestTPMRecountsAfterTheEntriesExpire(t *testing.T) {
 	if take(93*time.Second, 1) {
 		t.Fatal("1 token with 100 in the window of 100: taken")
 	}
+}
+
+// TestBusyReplyRecovers: a script that runs past busy-reply-threshold
+// makes Redis answer the listener's PING with -BUSY, an error reply that
+// keeps the subscription (no new "subscribe" follows). The store must
+// still end the outage when the script ends, and save again.
+func TestBusyReplyRecovers(t *testing.T) {
+	srv := startRedis(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.addr, ReadTimeout: time.Minute})
+	defer admin.Close()
+	ctx := context.Background()
+	if err := admin.ConfigSet(ctx, "busy-reply-threshold", "100").Err(); err != nil {
+		t.Fatal(err)
+	}
+	log := &logBuffer{}
+	a := open(t, srv, redisstore.WithLogger(log.logger()), redisstore.WithPingEvery(50*time.Millisecond))
+	b := open(t, srv)
+	storetest.Eventually(t, "the store never subscribed", func() bool {
+		_, _, err := a.Lease(ctx, "warmup", "h", time.Now())
+		return err == nil
+	})
+	// Busy for a second: the listener's idle PING gets -BUSY.
+	if err := admin.Eval(ctx, `local s = tonumber(redis.call('TIME')[1]) + 1
+while tonumber(redis.call('TIME')[1]) <= s do end return 1`, nil).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := log.count("Redis unavailable"); n != 1 {
+		t.Fatalf("the -BUSY reply logged unavailable %d times, want once:\n%s", n, log)
+	}
+	storetest.Eventually(t, "the store never ended the outage after the script", func() bool { return log.count("Redis is back") == 1 })
+	heard := make(chan failover.Shared, 100)
+	b.Watch(func(s failover.Shared) {
+		if s.Member == "k" {
+			heard <- s
+		}
+	})
+	a.Save(failover.Shared{Member: "k", State: failover.Disabled, Manual: true, At: time.Now(), Origin: "a", Seq: 1})
+	storetest.Eventually(t, "a Disable saved after the outage never reached the other replica", func() bool {
+		select {
+		case s := <-heard:
+			return s.State == failover.Disabled
+		default:
+			return false
+		}
+	})
 }

@@ -50,6 +50,9 @@ type Store struct {
 	lease   time.Duration
 	timeout time.Duration
 	log     *slog.Logger
+	// pingEvery is how long the listener waits for a message before it
+	// pings (pingUp; tests shorten it).
+	pingEvery time.Duration
 
 	mu       sync.Mutex
 	pending  map[string]failover.Shared // saved, not yet written
@@ -107,13 +110,14 @@ func New(rdb *redis.Client, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("%w: redisstore.New: set ContextTimeoutEnabled in the client's redis.Options, so that WithTimeout bounds the calls that wait on Redis", failover.ErrInvalid)
 	}
 	s := &Store{
-		rdb:     rdb,
-		keys:    keys{prefix: "failover"},
-		lease:   30 * time.Second,
-		timeout: 100 * time.Millisecond,
-		log:     slog.Default(),
-		pending: make(map[string]failover.Shared),
-		kick:    make(chan struct{}, 1),
+		rdb:       rdb,
+		keys:      keys{prefix: "failover"},
+		lease:     30 * time.Second,
+		timeout:   100 * time.Millisecond,
+		log:       slog.Default(),
+		pingEvery: pingUp,
+		pending:   make(map[string]failover.Shared),
+		kick:      make(chan struct{}, 1),
 	}
 	var errs []error
 	for i, opt := range opts {

@@ -29,7 +29,7 @@ func (s *Store) listen() {
 	_ = ps.Subscribe(s.ctx, s.keys.channel()) // on an error, the first Receive reconnects and subscribes
 	retry := retryFirst
 	for {
-		msg, err := ps.ReceiveTimeout(s.ctx, pingUp)
+		msg, err := ps.ReceiveTimeout(s.ctx, s.pingEvery)
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -39,7 +39,12 @@ func (s *Store) listen() {
 				err = ps.Ping(s.ctx) // the answer comes back as a *redis.Pong
 			}
 			if err != nil {
-				s.subscribed.Store(false)
+				var reply redis.Error
+				if !errors.As(err, &reply) {
+					// The connection is gone; go-redis subscribes on a new
+					// one. An error reply (BUSY to the PING, say) keeps it.
+					s.subscribed.Store(false)
+				}
 				s.failed(err)
 				sleep(s.ctx, retry)
 				retry = min(2*retry, retryMax)

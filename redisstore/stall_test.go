@@ -2,6 +2,8 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,9 +138,10 @@ func TestTPMRecountsAfterTheEntriesExpire(t *testing.T) {
 }
 
 // TestBusyReplyRecovers: a script that runs past busy-reply-threshold
-// makes Redis answer the listener's PING with -BUSY, an error reply that
-// keeps the subscription (no new "subscribe" follows). The store must
-// still end the outage when the script ends, and save again.
+// makes Redis answer -BUSY: to the idle PING of a subscribed replica (A)
+// and to the SUBSCRIBE of a replica starting then (B). An error reply
+// keeps the connection, where go-redis does not subscribe again by itself.
+// Both must end the outage when the script ends, and share changes again.
 func TestBusyReplyRecovers(t *testing.T) {
 	srv := startRedis(t)
 	admin := redis.NewClient(&redis.Options{Addr: srv.addr, ReadTimeout: time.Minute})
@@ -147,35 +150,48 @@ func TestBusyReplyRecovers(t *testing.T) {
 	if err := admin.ConfigSet(ctx, "busy-reply-threshold", "100").Err(); err != nil {
 		t.Fatal(err)
 	}
-	log := &logBuffer{}
-	a := open(t, srv, redisstore.WithLogger(log.logger()), redisstore.WithPingEvery(50*time.Millisecond))
-	b := open(t, srv)
-	storetest.Eventually(t, "the store never subscribed", func() bool {
+	logA, logB := &logBuffer{}, &logBuffer{}
+	a := open(t, srv, redisstore.WithLogger(logA.logger()), redisstore.WithPingEvery(50*time.Millisecond))
+	storetest.Eventually(t, "A never subscribed", func() bool {
 		_, _, err := a.Lease(ctx, "warmup", "h", time.Now())
 		return err == nil
 	})
-	// Busy for a second: the listener's idle PING gets -BUSY.
-	if err := admin.Eval(ctx, `local s = tonumber(redis.call('TIME')[1]) + 1
-while tonumber(redis.call('TIME')[1]) <= s do end return 1`, nil).Err(); err != nil {
+	busy := make(chan error, 1)
+	go func() { // busy for a second or two
+		busy <- admin.Eval(ctx, `local s = tonumber(redis.call('TIME')[1]) + 1
+while tonumber(redis.call('TIME')[1]) <= s do end return 1`, nil).Err()
+	}()
+	probe := srv.client(t)
+	storetest.Eventually(t, "Redis never got busy", func() bool {
+		err := probe.Ping(ctx).Err()
+		return err != nil && strings.Contains(err.Error(), "BUSY")
+	})
+	b := open(t, srv, redisstore.WithLogger(logB.logger()))
+	if err := <-busy; err != nil {
 		t.Fatal(err)
 	}
-	if n := log.count("Redis unavailable"); n != 1 {
-		t.Fatalf("the -BUSY reply logged unavailable %d times, want once:\n%s", n, log)
+	for name, log := range map[string]*logBuffer{"A": logA, "B": logB} {
+		storetest.Eventually(t, name+" never ended the outage after the script", func() bool { return log.count("Redis is back") == 1 })
+		if n := log.count("Redis unavailable"); n != 1 {
+			t.Fatalf("%s logged unavailable %d times, want once:\n%s", name, n, log)
+		}
 	}
-	storetest.Eventually(t, "the store never ended the outage after the script", func() bool { return log.count("Redis is back") == 1 })
-	heard := make(chan failover.Shared, 100)
-	b.Watch(func(s failover.Shared) {
-		if s.Member == "k" {
-			heard <- s
-		}
-	})
-	a.Save(failover.Shared{Member: "k", State: failover.Disabled, Manual: true, At: time.Now(), Origin: "a", Seq: 1})
-	storetest.Eventually(t, "a Disable saved after the outage never reached the other replica", func() bool {
-		select {
-		case s := <-heard:
-			return s.State == failover.Disabled
-		default:
-			return false
-		}
-	})
+	for _, pair := range [][2]*redisstore.Store{{a, b}, {b, a}} {
+		heard := make(chan failover.Shared, 100)
+		member := fmt.Sprintf("k%p", pair[0])
+		pair[1].Watch(func(s failover.Shared) {
+			if s.Member == member {
+				heard <- s
+			}
+		})
+		pair[0].Save(failover.Shared{Member: member, State: failover.Disabled, Manual: true, At: time.Now(), Origin: "o", Seq: 1})
+		storetest.Eventually(t, "a Disable saved after the outage never reached the other replica", func() bool {
+			select {
+			case s := <-heard:
+				return s.State == failover.Disabled
+			default:
+				return false
+			}
+		})
+	}
 }

@@ -39,15 +39,18 @@ func (s *Store) listen() {
 				err = ps.Ping(s.ctx) // the answer comes back as a *redis.Pong
 			}
 			if err != nil {
-				var reply redis.Error
-				if !errors.As(err, &reply) {
-					// The connection is gone; go-redis subscribes on a new
-					// one. An error reply (BUSY to the PING, say) keeps it.
-					s.subscribed.Store(false)
-				}
+				s.subscribed.Store(false)
 				s.failed(err)
 				sleep(s.ctx, retry)
 				retry = min(2*retry, retryMax)
+				var reply redis.Error
+				if errors.As(err, &reply) {
+					// An error reply (BUSY, say, to the PING or to the
+					// SUBSCRIBE) keeps the connection, where go-redis does
+					// not subscribe again by itself: subscribe again, for
+					// the "subscribe" that ends the outage.
+					_ = ps.Subscribe(s.ctx, s.keys.channel())
+				}
 			}
 			continue
 		}

@@ -227,14 +227,12 @@ func (s *Store) deliver(sh failover.Shared) {
 	}
 }
 
-// sleep waits d and reports true, or false if ctx ends first.
-func sleep(ctx context.Context, d time.Duration) bool {
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false
 	case <-t.C:
-		return true
 	}
 }

@@ -147,7 +147,7 @@ type memberState struct {
 	okCount   int           // consecutive successes since the last failure
 	relapsed  bool          // failed again right after a recovery: flapping
 	failCount int           // consecutive failures, reset on success
-	lastErr   error         // redacted when shown
+	lastErr   string        // the start of the last failure's text, redacted when shown
 	manual    bool          // disabled by Disable
 	version   uint64        // of the last state adopted from the store
 	seq       uint64        // saves of this member to the store
@@ -303,7 +303,7 @@ func (s *memberState) succeed(g grant, sel *selection) (ch change) {
 // fail records a failed outcome of a call that acquired g (epoch staleEpoch
 // for an outcome reported from outside a call). It opens, escalates or
 // extends the member's window as the verdict's lane requires.
-func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, r float64, now time.Time) (ch change) {
+func (s *memberState) fail(g grant, v Verdict, errText string, cd *Cooldowns, r float64, now time.Time) (ch change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.count(&ch)
@@ -312,7 +312,7 @@ func (s *memberState) fail(g grant, v Verdict, err error, cd *Cooldowns, r float
 		s.failures.Add(1)
 		s.failCount++
 		s.okCount = 0
-		s.lastErr = err
+		s.lastErr = errText
 		s.dirty.Store(true)
 	}
 	fresh := g.epoch == s.epoch.Load()

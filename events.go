@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
-
-	"github.com/llmfailover/failover/internal/redact"
 )
 
 // EventKind says what an [Event] reports.
@@ -43,15 +41,6 @@ type Event struct {
 	Until   time.Time // end of the cooldown (EventCooldown, EventDisabled), or RetryAt (EventExhausted)
 	Attempt int       // 1-based attempt number within the call, 0 if outside a call
 }
-
-// redactedError shows the original error's text redacted, and unwraps to it.
-type redactedError struct{ err error }
-
-func (e redactedError) Error() string { return redact.String(e.err.Error()) }
-func (e redactedError) Unwrap() error { return e.err }
-
-// maxErrText bounds LastError in Status.
-const maxErrText = 512
 
 // emit hands ev to the observer and the logger. It is never called with a
 // lock held.

@@ -86,6 +86,7 @@ type Error struct {
 	RetryAt time.Time
 
 	kind error
+	sec  *redact.Secrets // the pool's credentials when the error was made
 }
 
 // Attempt is one member's part in a failed call.
@@ -101,7 +102,8 @@ type Attempt struct {
 	Skipped  bool
 }
 
-// Error describes every attempt. API keys are redacted.
+// Error describes every attempt. API keys are redacted, and so is every
+// credential the pool holds; each attempt's error text is cut at 2 KiB.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.kind.Error())
@@ -120,7 +122,7 @@ func (e *Error) Error() string {
 		}
 		if a.Err != nil {
 			b.WriteString(": ")
-			b.WriteString(redact.String(a.Err.Error()))
+			b.WriteString(e.sec.Text(a.Err.Error(), maxLogText))
 		}
 	}
 	if !e.RetryAt.IsZero() {
@@ -314,15 +316,20 @@ func (p *Pool[C]) classify(err error, now time.Time) Verdict {
 // failure, and emits the events.
 func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *memberState, g grant, err error, v Verdict, now time.Time, n int) {
 	st.calls.end()
-	ch := st.fail(g, v, err, &p.set.cooldowns, p.draw(st), now)
-	if v.Reason.FailsOver() && n > 0 {
-		p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: v.Reason, Err: redactedError{err}, Attempt: n})
+	text := ""
+	if v.Reason.FailsOver() {
+		text = keptText(err)
 	}
-	p.apply(ctx, st, ch, Event{Member: st.name, Reason: v.Reason, Err: redactedError{err}, Attempt: n})
+	ch := st.fail(g, v, text, &p.set.cooldowns, p.draw(st), now)
+	rerr := p.redacted(err)
+	if v.Reason.FailsOver() && n > 0 {
+		p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: v.Reason, Err: rerr, Attempt: n})
+	}
+	p.apply(ctx, st, ch, Event{Member: st.name, Reason: v.Reason, Err: rerr, Attempt: n})
 	if ch.kind == EventCooldown && v.Reason.Lane() == LaneQuota && group != "" {
 		for _, other := range c.groups[group] {
 			if other != st {
-				ev := Event{Member: other.name, Reason: v.Reason, Err: redactedError{err}}
+				ev := Event{Member: other.name, Reason: v.Reason, Err: rerr}
 				p.apply(ctx, other, other.coolWith(LaneQuota, 1, v, ch.until, now), ev)
 			}
 		}
@@ -347,7 +354,7 @@ func (p *Pool[C]) apply(ctx context.Context, st *memberState, ch change, ev Even
 // made, then every untried member with the reason it cannot serve, and the
 // earliest time one of them recovers.
 func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, tokens int, now time.Time) *Error {
-	e := &Error{Attempts: attempts, kind: ErrExhausted}
+	e := &Error{Attempts: attempts, kind: ErrExhausted, sec: c.sec.get()}
 	if len(attempts) == 0 {
 		e.kind = ErrUnavailable
 	}
@@ -432,7 +439,7 @@ func (p *Pool[C]) wait(ctx context.Context, retryAt time.Time, wake chan struct{
 // budgetSpent emits EventExhausted for a call that failed fast on the budget.
 func (p *Pool[C]) budgetSpent(ctx context.Context, first Attempt) {
 	p.emit(ctx, Event{Kind: EventExhausted, Member: first.Member, Reason: first.Reason,
-		Err: fmt.Errorf("%w: %w", ErrRetryBudget, redactedError{first.Err}), Attempt: 1})
+		Err: fmt.Errorf("%w: %w", ErrRetryBudget, p.redacted(first.Err)), Attempt: 1})
 }
 
 // exhausted emits EventExhausted for a call that failed.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,9 @@ import (
 // [OpenAI]: Retry-After, retry-after-ms and the x-ratelimit-* headers then
 // set the cooldown floor on the plain and the streaming path (go-openai
 // itself drops headers when a stream fails to open). The wrapper also
-// redacts credentials from the URL of transport errors.
+// reads at most 64 KiB of an error response (go-openai would read all of
+// it), learns the credential the client sends so that the pool redacts it
+// from every text, and redacts credentials from the URL of transport errors.
 //
 // It works with OpenAI, Azure (openai.DefaultAzureConfig) and any
 // OpenAI-compatible base URL. Set Priority, Model, Group and Limits on the
@@ -30,8 +33,9 @@ func OpenAIMember(name string, cfg openai.ClientConfig) Member[*openai.Client] {
 	if next == nil {
 		next = &http.Client{}
 	}
-	cfg.HTTPClient = recordingDoer{next: next}
-	return Member[*openai.Client]{Name: name, Client: openai.NewClientWithConfig(cfg)}
+	cred := &redact.Learned{}
+	cfg.HTTPClient = recordingDoer{next: next, cred: cred}
+	return Member[*openai.Client]{Name: name, Client: openai.NewClientWithConfig(cfg), cred: cred}
 }
 
 // OpenAIKeys expands several keys of one provider into members name#1 …
@@ -99,10 +103,16 @@ func unwrapResponse(err error) error {
 }
 
 // recordingDoer records response headers into the call's exchange, marks
-// chat streams that end without [DONE], and redacts transport errors.
-type recordingDoer struct{ next openai.HTTPDoer }
+// chat streams that end without [DONE], bounds error bodies, learns the
+// credential sent, and redacts transport errors.
+type recordingDoer struct {
+	next openai.HTTPDoer
+	cred *redact.Learned
+}
 
 func (d recordingDoer) Do(req *http.Request) (*http.Response, error) {
+	d.cred.Add(strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
+	d.cred.Add(req.Header.Get("Api-Key"))
 	resp, err := d.next.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -118,6 +128,9 @@ func (d recordingDoer) Do(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode < 300 && isEventStream(resp.Header) && isCompletionPath(req.URL.Path) {
 		resp.Body = &sseBody{ReadCloser: resp.Body}
+	}
+	if resp.StatusCode >= 400 {
+		resp.Body = cappedBody(resp.Body)
 	}
 	return resp, nil
 }
@@ -160,7 +173,7 @@ func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatComple
 		}
 		resp, err := m.Client.CreateChatCompletion(ctx, r)
 		o.restIfSpent(m.Name, x, err, tokens)
-		return resp, x.wrap(err)
+		return resp, x.wrap(scrub(err, o.pool.secrets()))
 	}, Tokens(tokens))
 	return resp, unwrapResponse(err)
 }
@@ -176,7 +189,7 @@ func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequ
 		}
 		resp, err := m.Client.CreateCompletion(ctx, r)
 		o.restIfSpent(m.Name, x, err, tokens)
-		return resp, x.wrap(err)
+		return resp, x.wrap(scrub(err, o.pool.secrets()))
 	}, Tokens(tokens))
 	return resp, unwrapResponse(err)
 }
@@ -192,7 +205,7 @@ func (o *OpenAI) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequ
 		ctx, x := withExchange(ctx)
 		resp, err := m.Client.CreateEmbeddings(ctx, withEmbeddingModel(conv, m.Model))
 		o.restIfSpent(m.Name, x, err, 1)
-		return resp, x.wrap(err)
+		return resp, x.wrap(scrub(err, o.pool.secrets()))
 	})
 	return resp, unwrapResponse(err)
 }

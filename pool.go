@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/llmfailover/failover/internal/redact"
 )
 
 // Member is one API configuration: a client of any type plus how to use it.
@@ -22,6 +24,8 @@ type Member[C any] struct {
 	Model    string // optional model this member serves (model-level fallback)
 	Group    string // optional shared account or quota bucket: quota errors cool the whole group
 	Limits   Limits // optional client-side limits
+
+	cred *redact.Learned // the credentials its client sends (OpenAIMember), for redaction
 }
 
 // Limits are client-side limits of a member. 0 means unlimited (or, for
@@ -55,6 +59,7 @@ type config[C any] struct {
 	tiers   []*tier
 	groups  map[string][]*memberState
 	byName  map[string]int
+	sec     *secretSet // the members' credentials, redacted from all text
 }
 
 type entry[C any] struct {
@@ -127,6 +132,7 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 		members: make([]entry[C], len(members)),
 		groups:  make(map[string][]*memberState),
 		byName:  make(map[string]int, len(members)),
+		sec:     newSecretSet(members),
 	}
 	for i, m := range members {
 		var st *memberState

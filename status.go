@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/llmfailover/failover/internal/redact"
 )
 
 // State is a member's place in rotation.
@@ -78,6 +76,7 @@ func (p *Pool[C]) Status() []Status {
 	}
 	c := p.cfg.Load()
 	now := p.now()
+	sec := c.sec.get()
 	out := make([]Status, len(c.members))
 	for i := range c.members {
 		m := &c.members[i]
@@ -94,8 +93,8 @@ func (p *Pool[C]) Status() []Status {
 			s.Until = st.until
 		}
 		st.mu.Unlock()
-		if lastErr != nil {
-			s.LastError = redact.Truncate(redact.String(lastErr.Error()), maxErrText)
+		if lastErr != "" {
+			s.LastError = sec.Text(lastErr, maxErrText)
 		}
 		if s.State == CoolingDown && !now.Before(s.Until) {
 			s.State = Active

@@ -91,7 +91,7 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	case attemptOver:
 		err = fmt.Errorf("failover: attempt: %w", actx.Err())
 	}
-	return nil, x.wrap(err)
+	return nil, x.wrap(scrub(err, o.pool.secrets()))
 }
 
 // Recv returns the next chunk, or io.EOF after [DONE]. A stream that ends

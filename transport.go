@@ -83,15 +83,18 @@ type Transport struct {
 func NewTransport(p *Pool[Upstream]) *Transport { return &Transport{Pool: p} }
 
 // HTTPError is a failed upstream response, as Transport classifies it. Its
-// text is redacted.
+// text is redacted; so are its Body and Header values of the credentials
+// the pool holds, since they go back to the caller.
 type HTTPError struct {
 	StatusCode int
 	Header     http.Header
 	Body       []byte // at most 64 KiB
+
+	sec *redact.Secrets
 }
 
 func (e *HTTPError) Error() string {
-	return redact.String(fmt.Sprintf("upstream answered %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), redact.Truncate(string(e.Body), 512)))
+	return fmt.Sprintf("upstream answered %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.sec.Text(string(e.Body), maxErrText))
 }
 
 // response rebuilds the upstream response for the caller's SDK.
@@ -111,7 +114,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	resp, err := Do(ctx, t.Pool, func(actx context.Context, m Member[Upstream]) (*http.Response, error) {
-		return send(ctx, actx, req, body, m)
+		resp, err := send(ctx, actx, req, body, m)
+		return resp, scrub(err, t.Pool.secrets())
 	})
 	if err == nil {
 		return resp, nil

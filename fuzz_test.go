@@ -82,6 +82,8 @@ func FuzzStream(f *testing.F) {
 	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"))
 	f.Add([]byte("data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n"))
 	f.Add([]byte("data: [DO"))
+	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"print('[DONE]')\"}}]}\n\n"))
+	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n  data:   [DONE]  \r\n"))
 	f.Add([]byte(": keep-alive\n\ndata: {}\n\nevent: x\ndata: [DONE]"))
 	f.Fuzz(func(t *testing.T, sse []byte) {
 		srv := failovertest.NewServer()
@@ -104,7 +106,7 @@ func FuzzStream(f *testing.F) {
 		defer s.Close()
 		for range 10000 {
 			if _, err := s.Recv(); err != nil {
-				if errors.Is(err, io.EOF) && s.Member() == "fuzz" && !bytes.Contains(sse, []byte("[DONE]")) {
+				if errors.Is(err, io.EOF) && s.Member() == "fuzz" && !hasDoneLine(sse) {
 					t.Fatalf("clean end without [DONE]")
 				}
 				return
@@ -112,6 +114,19 @@ func FuzzStream(f *testing.F) {
 		}
 		t.Fatal("stream never ended")
 	})
+}
+
+// hasDoneLine is the test's own reading of the end marker, as go-openai
+// reads it: a line ended by '\n' that, trimmed, is "data:", optional
+// spaces, then "[DONE]". Text that merely holds "[DONE]" is not one.
+func hasDoneLine(sse []byte) bool {
+	lines := strings.Split(string(sse), "\n")
+	for _, line := range lines[:len(lines)-1] { // the last piece has no line end
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "data:"); ok && strings.TrimSpace(rest) == "[DONE]" {
+			return true
+		}
+	}
+	return false
 }
 
 // FuzzNew: arbitrary member lists and option values give a pool or an

@@ -165,6 +165,12 @@ func scrub(err error, sec *redact.Secrets) error {
 			he.Header[k] = vs
 		}
 	}
+	if text := err.Error(); len(text) > maxLogText || sec.String(text) != text {
+		// A wrapper's text was made before the fields were redacted (go-openai's
+		// "error, %w" of a stream), or the text is huge: show it redacted and
+		// bounded; errors.As still finds the original.
+		return redactedError{err: err, sec: sec}
+	}
 	return err
 }
 

@@ -63,12 +63,17 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	}
 	st, err := m.Client.CreateChatCompletionStream(sctx, req)
 	var first openai.ChatCompletionStreamResponse
-	if err == nil {
+	opened := err == nil && st != nil
+	if opened {
 		first, err = st.Recv()
+	} else if err == nil {
+		err = errors.New("failover: the client returned neither a stream nor an error")
 	}
 	attemptOver := !stopAttempt()                 // the attempt's context ended
 	timedOut := stalled != nil && !stalled.Stop() // the first chunk came too late
-	if err == nil || errors.Is(err, io.EOF) {
+	// io.EOF from the first Recv is a stream that ended after [DONE]; from
+	// the open, it is a connection closed before any response: a failure.
+	if opened && (err == nil || errors.Is(err, io.EOF)) {
 		if !attemptOver && !timedOut {
 			o.restIfSpent(m.Name, x, nil, tokens)
 			cs := &ChatStream{stream: st, cancel: cancel, pool: o.pool, member: m.Name}
@@ -96,31 +101,58 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 
 // Recv returns the next chunk, or io.EOF after [DONE]. A stream that ends
 // without [DONE] returns io.ErrUnexpectedEOF, not a clean end. An error is
-// reported against the member that served the stream.
+// reported against the member that served the stream. Recv on a nil or
+// empty stream returns io.EOF.
 func (s *ChatStream) Recv() (openai.ChatCompletionStreamResponse, error) {
+	if s == nil {
+		return openai.ChatCompletionStreamResponse{}, io.EOF
+	}
 	if s.first != nil {
 		r := *s.first
 		s.first = nil
 		return r, nil
 	}
+	if s.stream == nil {
+		return openai.ChatCompletionStreamResponse{}, io.EOF
+	}
 	r, err := s.stream.Recv()
 	if err != nil && !errors.Is(err, io.EOF) {
+		err = scrub(err, s.pool.secrets())
 		s.once.Do(func() { s.pool.Report(s.member, err) })
 	}
 	return r, err
 }
 
-// Close ends the stream and releases its connection.
+// Close ends the stream and releases its connection. It may be called on
+// a nil stream and more than once.
 func (s *ChatStream) Close() error {
-	s.cancel()
+	if s == nil {
+		return nil
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.stream == nil {
+		return nil
+	}
 	return s.stream.Close()
 }
 
 // Header returns the response headers of the member that serves the stream.
-func (s *ChatStream) Header() http.Header { return s.stream.Header() }
+func (s *ChatStream) Header() http.Header {
+	if s == nil || s.stream == nil {
+		return http.Header{}
+	}
+	return s.stream.Header()
+}
 
 // Member returns the name of the member that serves the stream.
-func (s *ChatStream) Member() string { return s.member }
+func (s *ChatStream) Member() string {
+	if s == nil {
+		return ""
+	}
+	return s.member
+}
 
 func isEventStream(h http.Header) bool {
 	return strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
@@ -132,25 +164,65 @@ func isCompletionPath(path string) bool {
 	return strings.HasSuffix(path, "/chat/completions") || strings.HasSuffix(path, "/completions")
 }
 
-// sseBody turns the end of a completion stream without "data: [DONE]" into
-// io.ErrUnexpectedEOF: a dropped connection is an error, not a clean end.
+// maxSSELine bounds one line of a completion stream. A chunk is a few
+// hundred bytes; a line without end is a broken or hostile upstream, and
+// the SDK would buffer all of it.
+const maxSSELine = 8 << 20
+
+// doneLineCap is how much of a line sseBody keeps to recognise the end
+// marker: a longer line is not "data: [DONE]".
+const doneLineCap = 64
+
+// errSSELine is the error of a stream line longer than maxSSELine.
+var errSSELine = fmt.Errorf("failover: stream line longer than %d MiB", maxSSELine>>20)
+
+// sseBody turns the end of a completion stream without the event
+// "data: [DONE]" into io.ErrUnexpectedEOF: a dropped connection is an
+// error, not a clean end. The marker counts only as a whole line, as
+// go-openai reads it (data:, optional spaces, [DONE], the line's end), so
+// "[DONE]" inside a chunk's text does not end the stream. A line longer
+// than maxSSELine fails the stream.
 type sseBody struct {
 	io.ReadCloser
-	tail []byte // the last bytes read, to find a marker split across reads
-	done bool
+	line    []byte // the first doneLineCap bytes of the current line
+	lineLen int    // the current line's length so far
+	done    bool
+	err     error // sticky: a line too long
 }
 
-var doneMarker = []byte("[DONE]")
-
 func (b *sseBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
 	n, err := b.ReadCloser.Read(p)
-	if !b.done && n > 0 {
-		buf := append(b.tail, p[:n]...)
-		b.done = bytes.Contains(buf, doneMarker)
-		b.tail = append(b.tail[:0], buf[max(len(buf)-len(doneMarker)+1, 0):]...)
+	for rest := p[:n]; len(rest) > 0; {
+		seg, more := rest, false
+		if j := bytes.IndexByte(rest, '\n'); j >= 0 {
+			seg, rest, more = rest[:j], rest[j+1:], true
+		} else {
+			rest = nil
+		}
+		if room := doneLineCap - len(b.line); room > 0 {
+			b.line = append(b.line, seg[:min(room, len(seg))]...)
+		}
+		b.lineLen += len(seg)
+		if b.lineLen > maxSSELine {
+			b.err = errSSELine
+			return n, b.err
+		}
+		if more {
+			b.done = b.done || (b.lineLen <= doneLineCap && isDoneLine(b.line))
+			b.line, b.lineLen = b.line[:0], 0
+		}
 	}
 	if errors.Is(err, io.EOF) && !b.done {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+// isDoneLine reports whether line is the end marker "data: [DONE]".
+func isDoneLine(line []byte) bool {
+	rest, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:"))
+	return ok && string(bytes.TrimSpace(rest)) == "[DONE]"
 }

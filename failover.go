@@ -210,12 +210,9 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		}
 		m := &c.members[i]
 		if len(attempts) > 0 && p.budget != nil && !p.budget.spend() {
-			p.apply(ctx, m.st, m.st.release(g), Event{Member: m.Name})
+			p.release(ctx, m.st, g)
 			p.budgetSpent(ctx, attempts[0])
 			return zero, attempts[0].Err // the retry budget is spent: fail fast
-		}
-		if g.probe {
-			p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: len(attempts) + 1})
 		}
 		if p.set.hedge > 0 && len(attempts) == 0 {
 			return hedged(ctx, p, c, fn, i, g, base, limit)
@@ -223,37 +220,38 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		if len(attempts) == 0 && p.set.timed() {
 			start = p.now()
 		}
-		out, err := attempt(ctx, p, m, g, fn, &clk)
-		if m.st.lim.Load().bySlots() {
-			p.notify() // a slot is free for calls waiting on MaxInFlight
-		}
+		out, f, err := attempt(ctx, p, c, m, g, fn, &clk, len(attempts)+1)
 		if err == nil {
 			if len(attempts) > 0 {
 				p.stick(c, i, clk.now())
 			}
 			return out, nil
 		}
-		now := p.now()
-		v := p.verdict(ctx, err, now)
-		p.failed(ctx, c, m.Group, m.st, g, err, v, now, len(attempts)+1)
-		if v.Reason == ReasonContextLength && largerContext(c, &tried, m) {
-			// The prompt does not fit this member: go on, but only to
-			// members that declare a larger context.
-			base.minContext = m.Limits.ContextTokens + 1
-		} else if !v.Reason.FailsOver() {
+		if !goesOn(c, &tried, m, f.v, &base) {
 			return zero, err
 		}
-		a := Attempt{Member: m.Name, Reason: v.Reason, Err: err}
+		a := Attempt{Member: m.Name, Reason: f.v.Reason, Err: err}
 		if !start.IsZero() {
-			a.Duration = now.Sub(start)
+			a.Duration = f.at.Sub(start)
 		}
 		attempts = append(attempts, a)
 		tried.set(i)
-		clk, start = base, now
+		clk, start = base, f.at
 	}
 	e := p.unavailable(c, &tried, attempts, cs.tokens, p.now())
 	p.exhausted(ctx, e)
 	return zero, e
+}
+
+// goesOn reports whether a call goes on after its attempt on m failed
+// with v. A prompt too long for m goes on only to untried members that
+// declare a larger context: base is narrowed to them.
+func goesOn[C any](c *config[C], tried *bitset, m *entry[C], v Verdict, base *selection) bool {
+	if v.Reason == ReasonContextLength && largerContext(c, tried, m) {
+		base.minContext = m.Limits.ContextTokens + 1
+		return true
+	}
+	return v.Reason.FailsOver()
 }
 
 // largerContext reports whether an untried member declares a larger
@@ -270,28 +268,75 @@ func largerContext[C any](c *config[C], tried *bitset, m *entry[C]) bool {
 	return false
 }
 
-// attempt runs fn on one member and settles the member's state, even when
-// fn panics.
-func attempt[C, T any](ctx context.Context, p *Pool[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection) (out T, err error) {
-	if d := p.set.attemptTimeout; d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
+// failure is the verdict on a failed attempt and when it was reached.
+type failure struct {
+	v  Verdict
+	at time.Time
+}
+
+// attempt runs fn on member m, which the call holds with grant g (the
+// n-th attempt of the call), and settles the member's state. The grant is
+// the attempt's from the pick on: if fn, the observer or the classifier
+// panics, it is released and the panic goes on to the caller.
+func attempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection, n int) (out T, f failure, err error) {
 	settled := false
 	defer func() {
-		if !settled { // fn panicked
-			p.apply(ctx, m.st, m.st.release(g), Event{Member: m.Name})
+		if !settled {
+			p.release(ctx, m.st, g)
 		}
 	}()
-	out, err = fn(ctx, m.Member)
+	if g.probe {
+		p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: n})
+	}
+	actx := ctx
+	if d := p.set.attemptTimeout; d > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	out, err = fn(actx, m.Member)
 	settled = true
+	return out, p.settle(ctx, c, m, g, err, clk, n), err
+}
+
+// settle records the outcome err of an attempt on m holding g: the
+// member's state first, then the events. For a failure it returns the
+// verdict. If the classifier panics, g is released.
+func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant, err error, clk *selection, n int) failure {
 	if err == nil {
-		if ch := m.st.succeed(g, clk); ch.kind != 0 || ch.wake {
+		ch := m.st.succeed(g, clk)
+		p.freed(m.st)
+		if ch.kind != 0 || ch.wake {
 			p.apply(ctx, m.st, ch, Event{Member: m.Name})
 		}
+		return failure{}
 	}
-	return out, err
+	f := failure{at: p.now()}
+	classified := false
+	defer func() {
+		if !classified {
+			p.release(ctx, m.st, g)
+		}
+	}()
+	f.v = p.verdict(ctx, err, f.at)
+	classified = true
+	p.failed(ctx, c, m.Group, m.st, g, err, f.v, f.at, n)
+	return f
+}
+
+// release ends an attempt on st that has no outcome (a panic in user code,
+// a spent retry budget, a hedged attempt that lost).
+func (p *Pool[C]) release(ctx context.Context, st *memberState, g grant) {
+	ch := st.release(g)
+	p.freed(st)
+	p.apply(ctx, st, ch, Event{Member: st.name})
+}
+
+// freed wakes calls waiting for a slot of st, if its MaxInFlight limits it.
+func (p *Pool[C]) freed(st *memberState) {
+	if st.lim.Load().bySlots() {
+		p.notify()
+	}
 }
 
 // verdict classifies err of an attempt: the caller's cancellation first,
@@ -313,7 +358,8 @@ func (p *Pool[C]) classify(err error, now time.Time) Verdict {
 }
 
 // failed records a failed outcome on st, cools its Group on a quota
-// failure, and emits the events.
+// failure, and then emits the events: a panicking observer or logger finds
+// the pool consistent.
 func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *memberState, g grant, err error, v Verdict, now time.Time, n int) {
 	st.calls.end()
 	text := ""
@@ -321,29 +367,50 @@ func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *me
 		text = keptText(err)
 	}
 	ch := st.fail(g, v, text, &p.set.cooldowns, p.draw(st), now)
+	var cooled []*memberState // the group members this failure cooled, with their changes
+	var changes []change
+	if ch.kind == EventCooldown && v.Reason.Lane() == LaneQuota && group != "" {
+		for _, other := range c.groups[group] {
+			if other != st {
+				cooled = append(cooled, other)
+				changes = append(changes, other.coolWith(LaneQuota, 1, v, ch.until, now))
+			}
+		}
+	}
+	p.freed(st)
+	p.record(st, ch)
+	for i, other := range cooled {
+		p.record(other, changes[i])
+	}
 	rerr := p.redacted(err)
 	if v.Reason.FailsOver() && n > 0 {
 		p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: v.Reason, Err: rerr, Attempt: n})
 	}
-	p.apply(ctx, st, ch, Event{Member: st.name, Reason: v.Reason, Err: rerr, Attempt: n})
-	if ch.kind == EventCooldown && v.Reason.Lane() == LaneQuota && group != "" {
-		for _, other := range c.groups[group] {
-			if other != st {
-				ev := Event{Member: other.name, Reason: v.Reason, Err: rerr}
-				p.apply(ctx, other, other.coolWith(LaneQuota, 1, v, ch.until, now), ev)
-			}
-		}
+	p.announce(ctx, ch, Event{Member: st.name, Reason: v.Reason, Err: rerr, Attempt: n})
+	for i, other := range cooled {
+		p.announce(ctx, changes[i], Event{Member: other.name, Reason: v.Reason, Err: rerr})
 	}
 }
 
 // apply turns a state change into events and wakes waiters.
 func (p *Pool[C]) apply(ctx context.Context, st *memberState, ch change, ev Event) {
+	p.record(st, ch)
+	p.announce(ctx, ch, ev)
+}
+
+// record wakes waiters and shares a state change: the bookkeeping, before
+// any callback runs.
+func (p *Pool[C]) record(st *memberState, ch change) {
 	if ch.wake {
 		p.notify()
 	}
 	if ch.kind != 0 && p.sh != nil {
 		p.share(st)
 	}
+}
+
+// announce emits the event of a state change, if it makes one.
+func (p *Pool[C]) announce(ctx context.Context, ch change, ev Event) {
 	if ch.kind != 0 {
 		ev.Kind, ev.Until = ch.kind, ch.until
 		p.emit(ctx, ev)

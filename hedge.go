@@ -2,6 +2,8 @@ package failover
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -29,7 +31,10 @@ type outcome[T any] struct {
 
 // hedged runs a call whose first member, i with grant g, is already
 // claimed, starting the next member whenever the running ones are slower
-// than the hedge delay or one fails.
+// than the hedge delay or one fails. Each attempt's goroutine runs only fn;
+// this goroutine settles every outcome, and on its way out (a return or a
+// panic in user code) cancels the attempts still running, releases their
+// members and closes what they return.
 func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(context.Context, Member[C]) (T, error), i int, g grant, base selection, limit int) (T, error) {
 	var (
 		zero     T
@@ -60,15 +65,32 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 					r.panicked, r.value = true, v
 				}
 				mu.Lock()
-				defer mu.Unlock()
-				if done {
-					p.apply(ctx, m.st, m.st.release(g), Event{Member: m.Name})
-					return
+				late := done
+				if !late {
+					results <- r
 				}
-				results <- r
+				mu.Unlock()
+				if late { // the call is decided: this attempt lost
+					p.release(ctx, m.st, g)
+					discard(r)
+				}
 			}()
 			r.out, r.err = fn(actx, m.Member)
 		}()
+	}
+	// start launches member i and then announces it: the attempt owns its
+	// grant before any callback runs.
+	start := func(i int, g grant, hedge bool) {
+		m := &c.members[i]
+		n := len(attempts) + running + 1
+		launch(i, g)
+		if hedge {
+			m.st.hedged.Add(1)
+			p.emit(ctx, Event{Kind: EventHedge, Member: m.Name, Attempt: n})
+		}
+		if g.probe {
+			p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: n})
+		}
 	}
 	next := func(hedge bool) bool {
 		if len(attempts)+running >= limit {
@@ -79,29 +101,24 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 		if !ok {
 			return false
 		}
-		m := &c.members[i]
 		if p.budget != nil && !p.budget.spend() {
-			p.apply(ctx, m.st, m.st.release(g), Event{Member: m.Name})
+			p.release(ctx, c.members[i].st, g)
 			if len(attempts) > 0 {
 				p.budgetSpent(ctx, attempts[0])
 			}
 			return false
 		}
-		if hedge {
-			m.st.hedged.Add(1)
-			p.emit(ctx, Event{Kind: EventHedge, Member: m.Name, Attempt: len(attempts) + running + 1})
-		}
-		launch(i, g)
+		start(i, g, hedge)
 		return true
 	}
-	finish := func() {
+	defer func() { // every way out, a panic included
 		mu.Lock()
 		done = true
+		var late []outcome[T]
 		for drained := false; !drained; {
 			select {
 			case r := <-results:
-				m := &c.members[r.i]
-				p.apply(ctx, m.st, m.st.release(r.g), Event{Member: m.Name})
+				late = append(late, r)
 			default:
 				drained = true
 			}
@@ -110,15 +127,18 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 		for _, cancel := range cancels {
 			cancel()
 		}
-	}
+		for _, r := range late {
+			p.release(ctx, c.members[r.i].st, r.g)
+			discard(r)
+		}
+	}()
 
-	launch(i, g)
 	timer := time.NewTimer(p.set.hedge)
 	defer timer.Stop()
+	start(i, g, false)
 	for {
 		select {
 		case <-ctx.Done():
-			finish()
 			return zero, ctx.Err()
 		case <-timer.C:
 			next(true)
@@ -126,34 +146,46 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 		case r := <-results:
 			running--
 			m := &c.members[r.i]
-			switch {
-			case r.panicked:
-				finish()
-				p.apply(ctx, m.st, m.st.release(r.g), Event{Member: m.Name})
+			if r.panicked {
+				p.release(ctx, m.st, r.g)
 				panic(r.value)
-			case r.err == nil:
-				finish()
-				p.apply(ctx, m.st, m.st.succeed(r.g, &selection{clock: p.set.now}), Event{Member: m.Name})
+			}
+			n := len(attempts) + 1
+			f := p.settle(ctx, c, m, r.g, r.err, &selection{clock: p.set.now}, n)
+			if r.err == nil {
 				if len(attempts) > 0 {
 					p.stick(c, r.i, p.now())
 				}
 				return r.out, nil
 			}
-			now := p.now()
-			v := p.verdict(ctx, r.err, now)
-			p.failed(ctx, c, m.Group, m.st, r.g, r.err, v, now, len(attempts)+1)
-			if !v.Reason.FailsOver() {
-				finish()
+			if !goesOn(c, &tried, m, f.v, &base) {
 				return zero, r.err
 			}
-			attempts = append(attempts, Attempt{Member: m.Name, Reason: v.Reason, Err: r.err})
+			attempts = append(attempts, Attempt{Member: m.Name, Reason: f.v.Reason, Err: r.err})
 			if !next(false) && running == 0 {
-				finish()
-				e := p.unavailable(c, &tried, attempts, base.tokens, now)
+				e := p.unavailable(c, &tried, attempts, base.tokens, f.at)
 				p.exhausted(ctx, e)
 				return zero, e
 			}
 			timer.Reset(p.set.hedge)
 		}
+	}
+}
+
+// discard closes what an attempt that lost returned: a stream or a response
+// left open goes on generating tokens upstream. A panic in its Close is
+// dropped, as the loser's own panic is.
+func discard[T any](r outcome[T]) {
+	if r.panicked || r.err != nil {
+		return
+	}
+	defer func() { _ = recover() }()
+	switch x := any(r.out).(type) {
+	case *http.Response:
+		if x != nil && x.Body != nil {
+			_ = x.Body.Close()
+		}
+	case io.Closer:
+		_ = x.Close()
 	}
 }

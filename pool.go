@@ -395,13 +395,15 @@ func (p *Pool[C]) Report(name string, err error) {
 	if st.phase.Load() == phaseActive {
 		g.epoch = st.epoch.Load()
 	}
-	st.calls.enter() // succeed and failed count the outcome out
 	now := p.now()
 	if err == nil {
+		st.calls.enter() // succeed counts the outcome out
 		p.apply(context.Background(), st, st.succeed(g, &selection{t: now, set: true}), Event{Member: name})
 		return
 	}
-	p.failed(context.Background(), c, m.Group, st, g, err, p.classify(err, now), now, 0)
+	v := p.classify(err, now) // before enter: a panicking classifier leaks nothing
+	st.calls.enter()          // failed counts the outcome out
+	p.failed(context.Background(), c, m.Group, st, g, err, v, now, 0)
 }
 
 // rest cools the member called name until until without a failure (a

@@ -182,7 +182,6 @@ func (w *pipeWriter) Write(p []byte) (int, error) {
 	return w.pw.Write(p)
 }
 
-
 // An error event in the middle of a stream that echoes the member's key (of
 // no known shape) comes back from Recv without it; errors.As still finds
 // the provider's error.

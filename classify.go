@@ -147,7 +147,7 @@ func classifyReason(err error) Verdict {
 			return Verdict{Reason: ReasonBadRequest}
 		}
 	}
-	if errors.Is(err, openai.ErrTooManyEmptyStreamMessages) {
+	if errors.Is(err, openai.ErrTooManyEmptyStreamMessages) || errors.Is(err, errSSELine) {
 		return Verdict{Reason: ReasonServer}
 	}
 	// A RequestError first: it has the status and the raw body even when
@@ -383,7 +383,7 @@ var textRules = []struct {
 	{ReasonOverloaded, []string{"overloaded", "at capacity", "service unavailable"}},
 	{ReasonNotFound, []string{"model_not_found", "model not found", "does not exist", "no such model", "unknown model"}},
 	{ReasonTimeout, []string{"timeout", "timed out", "deadline exceeded"}},
-	{ReasonNetwork, []string{"connection refused", "connection reset", "broken pipe", "no such host", "tls handshake", "unexpected eof", "goaway", "server closed"}},
+	{ReasonNetwork, []string{"connection refused", "connection reset", "broken pipe", "no such host", "tls handshake", "unexpected eof", "goaway", "server closed", "malformed http", "transport connection broken"}},
 	{ReasonServer, []string{"internal server error", "bad gateway", "internal error", "server_error", "server error"}},
 }
 

@@ -275,3 +275,16 @@ func TestRetryHint(t *testing.T) {
 		}
 	})
 }
+
+// What net/http's transport returns for a peer that answers with bytes that
+// are not HTTP is a network failure (texts from net/http's transport.go and
+// response.go).
+func TestClassifyMalformedResponse(t *testing.T) {
+	for _, msg := range []string{
+		`net/http: HTTP/1.x transport connection broken: malformed HTTP status code "garbage"`,
+		`malformed HTTP response "\x16\x03\x01"`,
+		`net/http: HTTP/1.x transport connection broken: malformed HTTP version "XYZ"`,
+	} {
+		assert.Equal(t, failover.ReasonNetwork, failover.Classify(errors.New(msg)).Reason, msg)
+	}
+}

@@ -208,3 +208,29 @@ func TestStreamMidStreamErrorRedacted(t *testing.T) {
 	assert.Contains(t, err.Error(), "was revoked")
 	assert.NotContains(t, p.Status()[0].LastError, canary)
 }
+
+// A stream request answered 200 with an HTML page (a proxy's, a portal's)
+// is not an empty stream: it fails over. Before the fix go-openai read the
+// page's EOF as a clean end and the caller got a stream with no chunk.
+func TestStreamWrongContentTypeFailsOver(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, "<html><body>Please log in to the network</body></html>\n")
+	})
+	cfg := openai.DefaultConfig("k1")
+	cfg.BaseURL = "http://portal.invalid/v1"
+	cfg.HTTPClient = &http.Client{Transport: &handlerTransport{h: h}}
+	srv := failovertest.NewServer()
+	srv.Script("good", failovertest.Stream("fine"))
+	p, err := failover.New([]failover.Member[*openai.Client]{
+		failover.OpenAIMember("portal", cfg), failover.OpenAIMember("good", srv.Config("good")),
+	})
+	require.NoError(t, err)
+	s, err := failover.NewOpenAI(p).CreateChatCompletionStream(ctx, chatReq)
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, "good", s.Member())
+	got, err := readStream(t, s)
+	require.NoError(t, err)
+	assert.Equal(t, "fine", got)
+}

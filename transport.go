@@ -66,7 +66,10 @@ var ErrBodyTooLarge = errors.New("failover: request body larger than the replay 
 // picks, with that member's credential and, if the member has a Model, the
 // JSON body's "model" rewritten. A failed response is classified from its
 // status, headers and (bounded) body, and the request is replayed on the next
-// member. A successful response, streaming or not, passes through untouched.
+// member. A successful response, streaming or not, passes through as it
+// arrives; a chat or text completion stream that ends without
+// "data: [DONE]" (a dropped connection) reads as io.ErrUnexpectedEOF, not a
+// clean io.EOF.
 //
 // When no member serves, the caller's SDK gets the last upstream's error
 // response as is, or, if no member could be tried, a 503 with Retry-After
@@ -271,6 +274,9 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 			err = fmt.Errorf("failover: attempt: %w", actx.Err())
 		}
 		return nil, err
+	}
+	if resp.StatusCode < 300 && isEventStream(resp.Header) && isCompletionPath(out.URL.Path) {
+		resp.Body = &sseBody{ReadCloser: resp.Body} // a stream cut before [DONE] is an error
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil

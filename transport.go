@@ -66,7 +66,10 @@ var ErrBodyTooLarge = errors.New("failover: request body larger than the replay 
 // picks, with that member's credential and, if the member has a Model, the
 // JSON body's "model" rewritten. A failed response is classified from its
 // status, headers and (bounded) body, and the request is replayed on the next
-// member. A successful response, streaming or not, passes through untouched.
+// member. A successful response, streaming or not, passes through as it
+// arrives; a chat or text completion stream that ends without
+// "data: [DONE]" (a dropped connection) reads as io.ErrUnexpectedEOF, not a
+// clean io.EOF.
 //
 // When no member serves, the caller's SDK gets the last upstream's error
 // response as is, or, if no member could be tried, a 503 with Retry-After
@@ -190,7 +193,8 @@ func (t *Transport) replayable(req *http.Request) (func() (io.ReadCloser, []byte
 
 // send makes one attempt on member m. The upstream request lives in ctx (the
 // caller's), so a streamed body outlives the attempt; the attempt's context
-// bounds only the wait for the response headers.
+// bounds the wait for the response headers and, for an error status, the
+// read of its (capped) body.
 func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadCloser, []byte, error), m Member[Upstream]) (*http.Response, error) {
 	up := m.Client
 	target, err := url.Parse(up.BaseURL)
@@ -256,7 +260,10 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		rt = http.DefaultTransport
 	}
 	resp, err := rt.RoundTrip(out)
-	attemptOver := !stop()
+	if err == nil && resp.StatusCode >= 400 {
+		return failedResponse(ctx, actx, resp, stop, cancel)
+	}
+	attemptOver := !stop() // a 2xx body outlives the attempt: streams are long
 	if err != nil {
 		cancel()
 		var ue *url.Error
@@ -268,14 +275,32 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		}
 		return nil, err
 	}
-	if resp.StatusCode >= 400 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		_ = resp.Body.Close()
-		cancel()
-		return nil, &HTTPError{StatusCode: resp.StatusCode, Header: resp.Header, Body: b}
+	if resp.StatusCode < 300 && isEventStream(resp.Header) && isCompletionPath(out.URL.Path) {
+		resp.Body = &sseBody{ReadCloser: resp.Body} // a stream cut before [DONE] is an error
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// failedResponse reads at most maxErrorBody of an error response, inside
+// the attempt: stop ends the attempt's hold on the request, cancel ends
+// the request. A body that is still arriving when the attempt ends (a
+// server that trickles it) is an attempt timeout; one cut short otherwise
+// (a connection reset) is classified from the part that arrived.
+func failedResponse(ctx, actx context.Context, resp *http.Response, stop func() bool, cancel context.CancelFunc) (*http.Response, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	attemptOver := !stop()
+	cancel()
+	_ = resp.Body.Close()
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case attemptOver:
+			return nil, fmt.Errorf("failover: attempt: %w while reading the body of a %d answer", actx.Err(), resp.StatusCode)
+		}
+	}
+	return nil, &HTTPError{StatusCode: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
 // withModel rewrites the "model" field of a JSON object body.

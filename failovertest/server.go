@@ -5,7 +5,8 @@
 // (Authorization: Bearer, api-key or x-api-key) and answers each key from
 // its own script: a sequence of [Response] values (status, headers, JSON
 // body, SSE chunks, mid-stream errors, delays). It counts the calls each key
-// receives and records what they asked for.
+// receives and records what they asked for. Besides chat completions,
+// completions and embeddings it lists models ([Server.SetModels]).
 //
 // The server runs in memory by default: [Server.HTTPClient] delivers requests
 // to it without a network, so tests can run inside a testing/synctest bubble
@@ -21,6 +22,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,8 +40,10 @@ type Response struct {
 	Status int
 	// Header is added to the response.
 	Header http.Header
-	// Body is the response body, sent as is (usually JSON). Empty with a
-	// 2xx status means a default success for the endpoint and model asked.
+	// Body is the response body, sent as is (usually JSON) whatever the
+	// path. Empty with a 2xx status means a default success for the
+	// endpoint and model asked: GET /models lists the models set with
+	// [Server.SetModels], GET /models/{id} returns one of them or a 404.
 	Body string
 	// Chunks makes a 200 answer an SSE stream: each chunk is sent as one
 	// "data: <chunk>" event, then "data: [DONE]" unless NoDone is set.
@@ -57,7 +61,7 @@ type Response struct {
 type Request struct {
 	Key    string // the credential the call carried
 	Path   string
-	Model  string
+	Model  string // the body's "model", or the id of GET /models/{id}
 	Stream bool
 	Body   []byte
 	At     time.Time // when the call arrived
@@ -71,6 +75,7 @@ type Server struct {
 	mu       sync.Mutex
 	scripts  map[string][]Response
 	limits   map[string]int // requests per minute, by key
+	models   []string       // what GET /models lists
 	requests []Request
 	ts       *httptest.Server
 }
@@ -97,6 +102,17 @@ func (s *Server) Limit(key string, rpm int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limits[key] = rpm
+}
+
+// SetModels sets the models that GET /models lists and GET /models/{id}
+// returns (go-openai's ListModels and GetModel), in order, for every key;
+// GetModel of any other id is OpenAI's 404 model_not_found. With no ids,
+// the list is empty. A key's script still comes first: a scripted error
+// answers a models call too.
+func (s *Server) SetModels(ids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.models = append([]string(nil), ids...)
 }
 
 // Limited returns how many calls with key the server refused for its Limit.
@@ -181,13 +197,20 @@ func (s *Server) Close() {
 
 // ServeHTTP answers one call from the script of its key.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(r.Body)
+	}
 	var fields struct {
 		Model  string `json:"model"`
 		Stream bool   `json:"stream"`
 	}
 	_ = json.Unmarshal(body, &fields)
 	req := Request{Key: keyOf(r), Path: r.URL.Path, Model: fields.Model, Stream: fields.Stream, Body: body, At: time.Now()}
+	modelID, isModel := modelPath(r)
+	if isModel {
+		req.Model = modelID
+	}
 
 	s.mu.Lock()
 	n, recent := 0, 0
@@ -203,6 +226,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req.Limited = rpm > 0 && recent >= rpm
 	s.requests = append(s.requests, req)
 	script := s.scripts[req.Key]
+	models := s.models
 	s.mu.Unlock()
 
 	resp := Response{}
@@ -245,7 +269,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b := resp.Body
 	if b == "" && status < 300 {
-		b = defaultBody(req)
+		status, b = defaultBody(r, req, models)
 	}
 	if w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "application/json")
@@ -286,9 +310,43 @@ func flush(w http.ResponseWriter) {
 	}
 }
 
-func defaultBody(req Request) string {
+// modelCreated is the "created" time of every listed model (2024-01-01).
+const modelCreated = 1704067200
+
+// modelPath reports whether r is a GET of /models or /models/{id}, and the id.
+func modelPath(r *http.Request) (id string, ok bool) {
+	if r.Method != http.MethodGet {
+		return "", false
+	}
+	if strings.HasSuffix(r.URL.Path, "/models") {
+		return "", true
+	}
+	if _, id, ok := strings.Cut(r.URL.Path, "/models/"); ok && id != "" {
+		return id, true // ids may have slashes, as OpenRouter's do
+	}
+	return "", false
+}
+
+func model(id string) map[string]any {
+	return map[string]any{"id": id, "object": "model", "created": modelCreated, "owned_by": "failovertest"}
+}
+
+// defaultBody is the default success for the endpoint asked, with its status.
+func defaultBody(r *http.Request, req Request, models []string) (int, string) {
 	var v any
-	switch {
+	switch id, isModel := modelPath(r); {
+	case isModel && id == "":
+		data := make([]any, len(models))
+		for i, m := range models {
+			data[i] = model(m)
+		}
+		v = map[string]any{"object": "list", "data": data}
+	case isModel:
+		if !slices.Contains(models, id) {
+			return http.StatusNotFound, ErrorBody("invalid_request_error", "model_not_found",
+				fmt.Sprintf("The model '%s' does not exist or you do not have access to it.", id))
+		}
+		v = model(id)
 	case strings.HasSuffix(req.Path, "/embeddings"):
 		v = map[string]any{"object": "list", "model": req.Model,
 			"data": []any{map[string]any{"object": "embedding", "index": 0, "embedding": []float64{0.1, 0.2, 0.3}}}}
@@ -300,7 +358,7 @@ func defaultBody(req Request) string {
 			Choices: []openai.CompletionChoice{{Text: "ok", FinishReason: "stop"}}}
 	}
 	b, _ := json.Marshal(v)
-	return string(b)
+	return http.StatusOK, string(b)
 }
 
 // Chunk returns a chat completion chunk whose delta is content.
@@ -362,7 +420,10 @@ func Unauthorized() Response {
 type memoryTransport struct{ s *Server }
 
 func (t memoryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Body != nil {
+	if r.Body == nil || r.Body == http.NoBody { // a GET, such as ListModels
+		r = r.Clone(r.Context())
+		r.Body = http.NoBody
+	} else {
 		b, err := io.ReadAll(r.Body)
 		_ = r.Body.Close()
 		if err != nil {

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/llmfailover/failover"
 	"github.com/llmfailover/failover/redisstore"
@@ -37,4 +38,19 @@ func Example() {
 		return
 	}
 	fmt.Println(resp.Choices[0].Message.Content)
+}
+
+// A service that wants go-redis's own lines (its dial errors while Redis
+// is down) in its structured log, redacted, says so once at start-up,
+// before it creates any go-redis client. SetGoRedisLogger(nil) drops them.
+func ExampleSetGoRedisLogger() {
+	redisstore.SetGoRedisLogger(slog.Default())
+
+	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	store, err := redisstore.New(rdb)
+	if err != nil {
+		panic(err)
+	}
+	defer store.Close()
 }

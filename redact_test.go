@@ -27,6 +27,7 @@ var canaries = []struct {
 	{"my-own-secret-CANARY-1", &url.Error{Op: "Get", URL: "https://proxy.example.com/v1/models?api_key=my-own-secret-CANARY-1&x=1", Err: errors.New("EOF")}},
 	{"eyJCANARYtoken.payload.sig", errors.New(`status code: 502, upstream echoed header "Authorization: Bearer eyJCANARYtoken.payload.sig"`)},
 	{"gsk_CANARYcanary0123456789", &openai.RequestError{HTTPStatusCode: 500, HTTPStatus: "500", Body: []byte(`{"error":"bad key gsk_CANARYcanary0123456789"}`)}},
+	{"proxy-CANARY-pass-0002", &url.Error{Op: "Post", URL: "https://user:proxy-CANARY-pass-0002@proxy.example.com/v1/chat/completions", Err: errors.New("EOF")}},
 	{"azure-CANARY-key-0001", errors.New(`request had {"api-key": "azure-CANARY-key-0001"} and failed: 503 Service Unavailable`)},
 }
 

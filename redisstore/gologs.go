@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 
 	"github.com/llmfailover/failover/internal/redact"
@@ -59,16 +58,12 @@ func (g goRedisLogger) Printf(ctx context.Context, format string, v ...any) {
 	g.l.Log(ctx, slog.LevelWarn, "go-redis: "+redactLine(line))
 }
 
-// userinfo is the user and password part of a URL ("redis://:pw@host").
-var userinfo = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@`)
-
-// redactLine removes URL userinfo and credential shapes from a line, and
+// redactLine removes credentials (URL userinfo included) from a line, and
 // bounds it.
 func redactLine(s string) string {
 	margin := 256 // cut first, leaving room so that a secret cut in two is still found
 	if len(s) > maxGoRedisLine+margin {
 		s = s[:maxGoRedisLine+margin]
 	}
-	s = userinfo.ReplaceAllString(s, "${1}"+redact.Mask+"@")
 	return redact.Truncate(redact.String(s), maxGoRedisLine)
 }

@@ -13,6 +13,8 @@ var rules = []struct {
 	re   *regexp.Regexp
 	repl string
 }{
+	// The user and password of a URL ("redis://:pw@host", "https://u:p@proxy").
+	{regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@`), "${1}" + Mask + "@"},
 	// Query parameters and header or JSON fields that carry a credential.
 	{regexp.MustCompile(`(?i)([?&;](?:key|api[_-]?key|access[_-]?token|token|auth|signature|sig)=)[^&\s"'<>]+`), "${1}" + Mask},
 	{regexp.MustCompile(`(?i)((?:x-api-key|x-goog-api-key|api[_-]?key|authorization|access[_-]?token|secret)\\?["']?\s*[:=]\s*\\?["']?)(?:bearer\s+|basic\s+)?[^"'\s,;}&\\]+`), "${1}" + Mask},

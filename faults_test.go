@@ -148,13 +148,14 @@ func faultExpectations() map[faultserver.Mode]map[string]faultExpect {
 		// path fails to decode it (a decode error is unknown, which fails
 		// over); its stream path must not buffer the line (bounded heap)
 		// and fails over before the first chunk. Transport passes a 200
-		// through untouched: a plain caller's decoder rejects it, a stream
-		// caller sees the stream end without [DONE] (or too long a line):
-		// an error, never a clean end.
+		// through as it arrives: a plain caller's decoder rejects it (or,
+		// since it is a completion event stream, its Read fails), a stream
+		// caller sees the stream end without [DONE] or too long a line: an
+		// error, never a clean end.
 		faultserver.HugeSSELine: {
 			pathOpenAI:       {want: onHealthy, reasons: R(failover.ReasonUnknown, failover.ReasonServer)},
 			pathOpenAIStream: {want: onHealthy, reasons: R(failover.ReasonServer, network, timeout)},
-			pathTransport:    {want: onPassthrough},
+			pathTransport:    {want: onPassthrough | onCut},
 			pathTransportSSE: {want: onCut},
 		},
 		// Chunks were delivered, then the stream ended without the event
@@ -162,11 +163,12 @@ func faultExpectations() map[faultserver.Mode]map[string]faultExpect {
 		// has seen output, so nothing can fail over; the end must surface
 		// as io.ErrUnexpectedEOF, on the go-openai stream and from
 		// Transport's body (contract). go-openai's plain path cannot decode
-		// an event stream: unknown, fails over.
+		// an event stream: unknown, fails over. Transport may hand a plain
+		// caller the event stream as is, or mark its cut end too.
 		faultserver.NoDone: {
 			pathOpenAI:       {want: onHealthy, reasons: R(failover.ReasonUnknown)},
 			pathOpenAIStream: {want: onCut, cutErr: io.ErrUnexpectedEOF},
-			pathTransport:    {want: onPassthrough},
+			pathTransport:    {want: onPassthrough | onCut},
 			pathTransportSSE: {want: onCut, cutErr: io.ErrUnexpectedEOF},
 		},
 		faultserver.StallBeforeHeaders: all(faultExpect{want: onHealthy, reasons: R(timeout)}),

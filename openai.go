@@ -126,11 +126,7 @@ func (d recordingDoer) Do(req *http.Request) (*http.Response, error) {
 		x.header = resp.Header
 		x.mu.Unlock()
 	}
-	// A stream request answered with another content type (an HTML page
-	// from a proxy, say) is checked for [DONE] as well: it fails, and fails
-	// over, instead of passing as an empty stream.
-	streamed := isEventStream(resp.Header) || isEventStream(http.Header{"Content-Type": {req.Header.Get("Accept")}})
-	if resp.StatusCode < 300 && streamed && isCompletionPath(req.URL.Path) {
+	if checksDone(req, resp, nil) {
 		resp.Body = &sseBody{ReadCloser: resp.Body}
 	}
 	if resp.StatusCode >= 400 {

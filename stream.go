@@ -3,6 +3,7 @@ package failover
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -156,6 +157,28 @@ func (s *ChatStream) Member() string {
 
 func isEventStream(h http.Header) bool {
 	return strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
+}
+
+// checksDone reports whether a response to a completion request must end
+// with "data: [DONE]": it is an event stream, or the request asked for one
+// (go-openai's Accept header, or "stream": true in the JSON body that
+// openai-go and others send). A stream request answered with another
+// content type (an HTML page from a proxy, say) then fails instead of
+// passing as an empty stream. body is the request's body, if known.
+func checksDone(req *http.Request, resp *http.Response, body []byte) bool {
+	if resp.StatusCode >= 300 || !isCompletionPath(req.URL.Path) {
+		return false
+	}
+	if isEventStream(resp.Header) || strings.Contains(req.Header.Get("Accept"), "text/event-stream") {
+		return true
+	}
+	if !bytes.Contains(body, []byte(`"stream"`)) {
+		return false
+	}
+	var r struct {
+		Stream bool `json:"stream"`
+	}
+	return json.Unmarshal(body, &r) == nil && r.Stream
 }
 
 // isCompletionPath reports whether a request streams chat or text

@@ -275,7 +275,7 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		}
 		return nil, err
 	}
-	if resp.StatusCode < 300 && isEventStream(resp.Header) && isCompletionPath(out.URL.Path) {
+	if checksDone(out, resp, raw) {
 		resp.Body = &sseBody{ReadCloser: resp.Body} // a stream cut before [DONE] is an error
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}

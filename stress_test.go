@@ -167,10 +167,17 @@ func TestStress(t *testing.T) {
 			calls := log.calls[name]
 			sort.Slice(calls, func(i, j int) bool { return calls[i].start.Before(calls[j].start) })
 			for _, w := range windows {
+				enabled := name == "h" && w.start.Before(onAt) && w.end.After(onAt)
+				if enabled {
+					w.end = onAt // Enable ends the window, with no probe
+				}
 				for _, c := range calls {
 					if c.start.After(w.start) && c.start.Before(w.end) {
 						t.Errorf("%s: call at %v inside the window %v–%v", name, c.start, w.start, w.end)
 					}
+				}
+				if enabled {
+					continue
 				}
 				next := time.Time{} // the first recovery or new window after w.end
 				for _, r := range recoveries[name] {

@@ -119,67 +119,152 @@ func classifyAt(err error, now time.Time) Verdict {
 	if err == nil {
 		return Verdict{}
 	}
-	v := classifyReason(err)
-	v.RetryAfter = hintOf(err, now)
-	if v.Reason == ReasonQuota && v.RetryAfter > 0 && v.RetryAfter <= quotaHintMax && v.Status == http.StatusTooManyRequests && !hasQuotaCode(err) {
-		// Gemini words its per-minute limits like OpenAI's billing error
-		// ("You exceeded your current quota, please check your plan and
-		// billing details") but adds a short retry delay. A short hint on a
-		// 429 without an explicit quota code is a rate limit.
-		v.Reason = ReasonRateLimit
-	}
-	return v
+	v, f := classifyReason(err)
+	return periodVerdict(v, f, hintOf(err, f.body, now), now)
 }
 
-// quotaHintMax is the longest retry hint that still marks a worded-as-quota
-// 429 as a rate limit.
-const quotaHintMax = 10 * time.Minute
+// errInfo is what an error says about itself: the HTTP status, the
+// structured codes (lower case, space separated), the message and the raw
+// body when one is known.
+type errInfo struct {
+	status int
+	codes  string
+	msg    string
+	body   []byte
+}
 
-func classifyReason(err error) Verdict {
+func classifyReason(err error) (Verdict, errInfo) {
+	f := errInfo{msg: err.Error()}
 	switch {
 	case errors.Is(err, context.Canceled):
-		return Verdict{Reason: ReasonCanceled}
+		return Verdict{Reason: ReasonCanceled}, f
 	case errors.Is(err, context.DeadlineExceeded):
-		return Verdict{Reason: ReasonTimeout}
+		return Verdict{Reason: ReasonTimeout}, f
+	}
+	var cfg *memberConfigError
+	if errors.As(err, &cfg) {
+		return Verdict{Reason: ReasonNotFound}, f
 	}
 	for _, re := range requestErrors {
 		if errors.Is(err, re) {
-			return Verdict{Reason: ReasonBadRequest}
+			return Verdict{Reason: ReasonBadRequest}, f
 		}
 	}
 	if errors.Is(err, openai.ErrTooManyEmptyStreamMessages) || errors.Is(err, errSSELine) {
-		return Verdict{Reason: ReasonServer}
+		return Verdict{Reason: ReasonServer}, f
 	}
-	// A RequestError first: it has the status and the raw body even when
-	// go-openai half-parsed the body into an empty APIError it wraps.
-	var reqErr *openai.RequestError
-	if errors.As(err, &reqErr) {
-		return classifyBody(reqErr.HTTPStatusCode, reqErr.Body)
-	}
-	var httpErr *HTTPError
-	if errors.As(err, &httpErr) {
-		return classifyBody(httpErr.StatusCode, httpErr.Body)
-	}
-	var apiErr *openai.APIError
-	if errors.As(err, &apiErr) {
-		return classifyAPIError(apiErr)
+	if sf, ok := structured(err); ok {
+		return decide(sf), sf
 	}
 	if v, ok := classifyNetwork(err); ok {
-		return v
+		return v, f
 	}
 	var sc interface{ StatusCode() int }
 	if errors.As(err, &sc) && validStatus(sc.StatusCode()) {
-		return classifyStatus(sc.StatusCode(), "", err.Error())
+		f.status = sc.StatusCode()
+	} else {
+		f.status = statusFromText(f.msg)
 	}
-	msg := err.Error()
-	if status := statusFromText(msg); status != 0 {
-		return classifyStatus(status, "", msg)
+	return decide(f), f
+}
+
+// structured gathers the status, codes, message and body of a provider
+// error: go-openai's *RequestError (it has the raw body even when go-openai
+// half-parsed it into an empty APIError) and *APIError, Transport's
+// *HTTPError, and any error with a Body() []byte method (the go-openai glue
+// records the error body that go-openai itself drops).
+func structured(err error) (errInfo, bool) {
+	var f errInfo
+	var (
+		reqErr  *openai.RequestError
+		httpErr *HTTPError
+		apiErr  *openai.APIError
+		bodied  interface{ Body() []byte }
+	)
+	found := false
+	if errors.As(err, &reqErr) {
+		f.status, f.body, found = reqErr.HTTPStatusCode, reqErr.Body, true
 	}
-	return Verdict{Reason: reasonFromText(msg, ReasonUnknown)}
+	if errors.As(err, &httpErr) {
+		f.status, f.body, found = httpErr.StatusCode, httpErr.Body, true
+	}
+	if errors.As(err, &apiErr) {
+		if f.status == 0 {
+			f.status = apiErr.HTTPStatusCode
+		}
+		f.codes, f.msg = apiCodes(apiErr), apiErr.Message
+		if f.status == 0 {
+			// Azure sends codes such as "429"; OpenRouter numeric codes.
+			if n, err := strconv.Atoi(strings.Fields(f.codes + " x")[0]); err == nil && validStatus(n) {
+				f.status = n
+			}
+		}
+		found = true
+	}
+	var hc interface{ Header() http.Header }
+	if errors.As(err, &hc) {
+		f.codes += " " + amznErrorType(hc.Header())
+	}
+	if httpErr != nil {
+		f.codes += " " + amznErrorType(httpErr.Header)
+	}
+	if f.body == nil && errors.As(err, &bodied) {
+		f.body = bodied.Body()
+	}
+	if len(f.body) > 0 {
+		codes, msg := bodyFields(f.body)
+		f.codes = strings.TrimSpace(f.codes + " " + codes)
+		if f.msg == "" {
+			f.msg = msg
+		}
+		if f.msg == "" {
+			f.msg = string(f.body)
+		}
+	}
+	f.codes = strings.ToLower(f.codes)
+	return f, found
+}
+
+// zhipuStatus reports whether Zhipu sends its numeric codes with status:
+// 400, 401, 403, 429, 500, or mid-stream.
+func zhipuStatus(status int) bool {
+	switch status {
+	case 0, 400, 401, 403, 429, 500:
+		return true
+	}
+	return false
+}
+
+// amznErrorType is the exception name AWS services send in
+// x-amzn-ErrorType ("ThrottlingException:http://internal.amazon.com/…").
+func amznErrorType(h http.Header) string {
+	t, _, _ := strings.Cut(h.Get("X-Amzn-Errortype"), ":")
+	return t
+}
+
+// apiCodes returns the code, type and inner code of go-openai's parsed
+// error, space separated.
+func apiCodes(e *openai.APIError) string {
+	code := ""
+	switch c := e.Code.(type) {
+	case string:
+		code = c
+	case int:
+		code = strconv.Itoa(c)
+	case float64:
+		code = strconv.FormatFloat(c, 'f', -1, 64)
+	}
+	codes := code + " " + e.Type
+	if e.InnerError != nil {
+		codes += " " + e.InnerError.Code
+	}
+	return codes
 }
 
 // requestErrors are go-openai's checks of a request before it is sent: the
-// request is at fault, so no other member is tried.
+// request is at fault, so no other member is tried. A model the check
+// refuses is the member's configuration when the member set it (see
+// memberConfigError).
 var requestErrors = []error{
 	openai.ErrChatCompletionInvalidModel, openai.ErrChatCompletionStreamNotSupported,
 	openai.ErrContentFieldsMisused, openai.ErrCompletionUnsupportedModel,
@@ -189,41 +274,6 @@ var requestErrors = []error{
 	openai.ErrReasoningModelLimitationsLogprobs, openai.ErrReasoningModelLimitationsOther,
 	openai.ErrReasoningEffortUnsupported, openai.ErrReasoningToolsRequireResponses,
 	openai.ErrReasoningSamplingUnsupported,
-}
-
-// classifyAPIError classifies go-openai's parsed error, including mid-stream
-// errors, which have HTTPStatusCode 0.
-func classifyAPIError(e *openai.APIError) Verdict {
-	status := e.HTTPStatusCode
-	code := ""
-	switch c := e.Code.(type) {
-	case string:
-		code = c
-	case int:
-		code = strconv.Itoa(c)
-	}
-	if status == 0 {
-		// Azure sends codes such as "429"; OpenRouter numeric codes.
-		if n, err := strconv.Atoi(code); err == nil && validStatus(n) {
-			status = n
-		}
-	}
-	codes := code + " " + e.Type
-	if e.InnerError != nil {
-		codes += " " + e.InnerError.Code
-	}
-	return classifyStatus(status, codes, e.Message)
-}
-
-// classifyBody classifies a status and a raw body (an HTML page, or JSON in a
-// shape go-openai did not parse, such as Gemini's array or Mistral's flat
-// object).
-func classifyBody(status int, body []byte) Verdict {
-	codes, msg := bodyFields(body)
-	if msg == "" {
-		msg = string(body)
-	}
-	return classifyStatus(status, codes, msg)
 }
 
 // bodyFields extracts the code, type and status strings and the message from
@@ -240,7 +290,8 @@ func bodyFields(body []byte) (codes, msg string) {
 	}
 	type wrapped struct {
 		fields
-		Error json.RawMessage `json:"error"` // an object, or a message string (xAI)
+		Error  json.RawMessage `json:"error"`  // an object, or a message string (xAI)
+		Detail any             `json:"detail"` // FastAPI servers: a string or a list
 	}
 	var w wrapped
 	if err := json.Unmarshal(body, &w); err != nil {
@@ -259,158 +310,83 @@ func bodyFields(body []byte) (codes, msg string) {
 	case json.Unmarshal(w.Error, &text) == nil:
 		f.Message = text
 	}
-	codes = fmt.Sprint(f.Code) + " " + f.Type + " " + f.Status
+	if f.Message == "" {
+		if d, ok := w.Detail.(string); ok {
+			f.Message = d
+		}
+	}
+	if f.Code != nil {
+		codes = fmt.Sprint(f.Code)
+	}
+	codes += " " + f.Type + " " + f.Status
 	for _, d := range f.Details {
 		codes += " " + d.Reason
 	}
 	return codes, f.Message
 }
 
-// classifyStatus decides from a status (0 if unknown), structured codes
-// (error code, type and status strings, space separated) and a message.
-func classifyStatus(status int, codes, msg string) Verdict {
-	v := Verdict{Status: status}
-	if r := reasonFromCodes(strings.ToLower(codes), status); r != "" {
-		v.Reason = r
-		return v
+// decide gives the verdict of a failure: a base reason from its codes, or
+// else its status, refined by the text rules the base allows.
+func decide(f errInfo) Verdict {
+	base, decisive := reasonFromCodes(f.codes, f.status)
+	if decisive {
+		return Verdict{Reason: base, Status: f.status}
 	}
-	switch {
-	case status == http.StatusPaymentRequired:
-		v.Reason = ReasonQuota
-	case status == http.StatusUnauthorized:
-		v.Reason = ReasonAuth
-	case status == http.StatusForbidden:
-		v.Reason = reasonFromText(msg, ReasonForbidden, ReasonQuota)
-	case status == http.StatusNotFound:
-		v.Reason = ReasonNotFound
-	case status == http.StatusRequestTimeout:
-		v.Reason = ReasonTimeout
-	case status == http.StatusTooManyRequests:
-		v.Reason = reasonFromText(msg, ReasonRateLimit, ReasonQuota)
-	case status == http.StatusBadRequest, status == http.StatusRequestEntityTooLarge, status == http.StatusUnprocessableEntity:
-		v.Reason = reasonFromText(msg, ReasonBadRequest, ReasonContextLength, ReasonContentFilter, ReasonQuota, ReasonAuth, ReasonForbidden)
-	case status == http.StatusServiceUnavailable, status == 529:
-		v.Reason = ReasonOverloaded
-	case status >= 500 && status <= 599:
-		v.Reason = ReasonServer
-	case status == 0:
-		v.Reason = reasonFromText(msg, ReasonUnknown)
-	default:
-		v.Reason = ReasonUnknown
+	if base == "" {
+		base = statusReason(f.status)
 	}
-	return v
+	return Verdict{Reason: refine(base, oneLine(f.msg)), Status: f.status}
 }
 
-// codeReasons maps provider error codes, types and statuses (lower case) to
-// reasons. Only codes specific enough to decide on their own are listed:
-// generic ones such as invalid_request_error leave the decision to the status.
-var codeReasons = map[string]Reason{
-	"insufficient_quota":           ReasonQuota,
-	"billing_hard_limit_reached":   ReasonQuota,
-	"billing_not_active":           ReasonQuota,
-	"billing_error":                ReasonQuota,
-	"insufficient_balance":         ReasonQuota,
-	"payment_required":             ReasonQuota,
-	"invalid_api_key":              ReasonAuth,
-	"authentication_error":         ReasonAuth,
-	"invalid_authentication":       ReasonAuth,
-	"api_key_invalid":              ReasonAuth,
-	"unauthenticated":              ReasonAuth,
-	"permission_error":             ReasonForbidden,
-	"permission_denied":            ReasonForbidden,
-	"model_not_found":              ReasonNotFound,
-	"not_found_error":              ReasonNotFound,
-	"deploymentnotfound":           ReasonNotFound,
-	"context_length_exceeded":      ReasonContextLength,
-	"content_filter":               ReasonContentFilter,
-	"content_policy_violation":     ReasonContentFilter,
-	"responsibleaipolicyviolation": ReasonContentFilter,
-	"rate_limit_exceeded":          ReasonRateLimit,
-	"rate_limit_error":             ReasonRateLimit,
-	"resource_exhausted":           ReasonRateLimit,
-	"overloaded_error":             ReasonOverloaded,
-	"unavailable":                  ReasonOverloaded,
-	"deadline_exceeded":            ReasonTimeout,
+// statusReason is the base reason of an HTTP status (0: unknown).
+func statusReason(status int) Reason {
+	switch status {
+	case http.StatusPaymentRequired:
+		return ReasonQuota
+	case http.StatusUnauthorized:
+		return ReasonAuth
+	case http.StatusForbidden:
+		return ReasonForbidden
+	case http.StatusNotFound:
+		return ReasonNotFound
+	case http.StatusRequestTimeout:
+		return ReasonTimeout
+	case http.StatusTooManyRequests:
+		return ReasonRateLimit
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusPreconditionFailed:
+		return ReasonBadRequest
+	case http.StatusServiceUnavailable, 529, 498: // 529 Anthropic, 498 Groq flex tier capacity
+		return ReasonOverloaded
+	case http.StatusFailedDependency, 499: // gateways: the upstream failed or went away
+		return ReasonServer
+	}
+	if status >= 500 && status <= 599 {
+		return ReasonServer
+	}
+	return ReasonUnknown
 }
 
-// streamCodeReasons decide only when there is no HTTP status: mid-stream
-// errors. With a status, the status is more precise (a 503 of type
-// server_error is an overload).
-var streamCodeReasons = map[string]Reason{
-	"server_error": ReasonServer,
-	"api_error":    ReasonServer,
-	"internal":     ReasonServer,
-}
-
-func reasonFromCodes(codes string, status int) Reason {
-	for _, c := range strings.Fields(codes) {
+// reasonFromCodes returns the reason of the first decisive code in codes,
+// else the base reason of the first code that gives one (ok false), else "".
+func reasonFromCodes(codes string, status int) (r Reason, decisive bool) {
+	fields := strings.Fields(codes)
+	for _, c := range fields {
 		if r, ok := codeReasons[c]; ok {
-			return r
+			return r, true
+		}
+		if z, ok := zhipuCodes[c]; ok && zhipuStatus(status) {
+			return z.reason, true
+		}
+	}
+	for _, c := range fields {
+		if r, ok := baseCodes[c]; ok {
+			return r, false
 		}
 		if r, ok := streamCodeReasons[c]; ok && status == 0 {
-			return r
+			return r, false
 		}
 	}
-	return ""
-}
-
-// hasQuotaCode reports whether err carries an explicit quota or billing code.
-func hasQuotaCode(err error) bool {
-	var apiErr *openai.APIError
-	if errors.As(err, &apiErr) {
-		c, _ := apiErr.Code.(string)
-		return codeReasons[strings.ToLower(c)] == ReasonQuota || codeReasons[strings.ToLower(apiErr.Type)] == ReasonQuota
-	}
-	var reqErr *openai.RequestError
-	if errors.As(err, &reqErr) {
-		codes, _ := bodyFields(reqErr.Body)
-		return reasonFromCodes(strings.ToLower(codes), 0) == ReasonQuota
-	}
-	return false
-}
-
-// textRules are lower-case phrases of provider messages, checked in order.
-var textRules = []struct {
-	reason  Reason
-	phrases []string
-}{
-	{ReasonContextLength, []string{"context_length_exceeded", "maximum context length", "context length", "context window", "prompt is too long", "input is too long", "too many input tokens", "reduce the length of the messages"}},
-	{ReasonContentFilter, []string{"content_filter", "content management policy", "content policy", "responsibleaipolicyviolation", "safety system"}},
-	{ReasonQuota, []string{"insufficient_quota", "exceeded your current quota", "credit balance", "insufficient credits", "insufficient balance", "billing", "payment required", "out of credits", "purchase credits", "any credits"}},
-	{ReasonAuth, []string{"invalid api key", "invalid_api_key", "incorrect api key", "api key not valid", "api_key_invalid", "invalid x-api-key", "no auth credentials", "unauthorized", "authentication failed"}},
-	{ReasonForbidden, []string{"location is not supported", "not available in your region", "permission denied", "access denied", "forbidden"}},
-	{ReasonRateLimit, []string{"rate limit", "rate_limit", "ratelimit", "too many requests", "resource_exhausted", "resource exhausted", "tokens per min", "requests per min"}},
-	{ReasonOverloaded, []string{"overloaded", "at capacity", "service unavailable"}},
-	{ReasonNotFound, []string{"model_not_found", "model not found", "does not exist", "no such model", "unknown model"}},
-	{ReasonTimeout, []string{"timeout", "timed out", "deadline exceeded"}},
-	{ReasonNetwork, []string{"connection refused", "connection reset", "broken pipe", "no such host", "tls handshake", "unexpected eof", "goaway", "server closed", "malformed http", "transport connection broken"}},
-	{ReasonServer, []string{"internal server error", "bad gateway", "internal error", "server_error", "server error"}},
-}
-
-// reasonFromText returns the first reason in allowed (all reasons if only the
-// fallback is given) whose phrases occur in msg, or fallback.
-func reasonFromText(msg string, fallback Reason, allowed ...Reason) Reason {
-	lower := strings.ToLower(msg)
-	for _, rule := range textRules {
-		if len(allowed) > 0 && !containsReason(allowed, rule.reason) {
-			continue
-		}
-		for _, p := range rule.phrases {
-			if strings.Contains(lower, p) {
-				return rule.reason
-			}
-		}
-	}
-	return fallback
-}
-
-func containsReason(rs []Reason, r Reason) bool {
-	for _, x := range rs {
-		if x == r {
-			return true
-		}
-	}
-	return false
+	return "", false
 }
 
 // classifyNetwork recognises transport failures by type.

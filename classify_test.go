@@ -3,17 +3,13 @@ package failover_test
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -24,106 +20,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// fixture is one real provider error response in testdata/errors.
-type fixture struct {
-	Provider string            `json:"provider"`
-	Case     string            `json:"case"`
-	Source   string            `json:"source"`
-	Status   int               `json:"status"`
-	Headers  map[string]string `json:"headers"`
-	Body     string            `json:"body"`
-	Stream   bool              `json:"stream"`
-	Want     struct {
-		Reason     failover.Reason `json:"reason"`
-		RetryAfter string          `json:"retry_after"`
-	} `json:"want"`
-}
-
-// handlerTransport serves requests in memory, so the test runs inside a
-// synctest bubble with its fake clock.
-type handlerTransport struct {
-	h    http.Handler
-	last http.Header
-}
-
-func (t *handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	rec := httptest.NewRecorder()
-	t.h.ServeHTTP(rec, r)
-	res := rec.Result()
-	t.last = res.Header
-	return res, nil
-}
-
-// TestClassifyProviderFixtures drives a real go-openai client against each
-// recorded provider response and classifies the error it returns, with the
-// response headers attached as the go-openai glue attaches them.
-func TestClassifyProviderFixtures(t *testing.T) {
-	files, err := filepath.Glob("testdata/errors/*.json")
-	require.NoError(t, err)
-	providers := map[string]bool{}
-	for _, file := range files {
-		raw, err := os.ReadFile(file)
-		require.NoError(t, err)
-		var fx fixture
-		require.NoError(t, json.Unmarshal(raw, &fx), file)
-		providers[fx.Provider] = true
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				err := fixtureError(t, fx)
-				require.Error(t, err)
-				v := failover.Classify(err)
-				assert.Equal(t, fx.Want.Reason, v.Reason, "%s: %s\nerror: %v", fx.Provider, fx.Case, err)
-				want := time.Duration(0)
-				if fx.Want.RetryAfter != "" {
-					want, err = time.ParseDuration(fx.Want.RetryAfter)
-					require.NoError(t, err)
-				}
-				assert.Equal(t, want, v.RetryAfter, "retry hint")
-				if !fx.Stream && fx.Status != 0 {
-					assert.Equal(t, fx.Status, v.Status)
-				}
-			})
-		})
-	}
-	assert.GreaterOrEqual(t, len(providers), 8, "fixtures of at least 8 providers")
-}
-
-func fixtureError(t *testing.T, fx fixture) error {
-	tr := &handlerTransport{h: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		for k, v := range fx.Headers {
-			w.Header().Set(k, v)
-		}
-		if fx.Stream {
-			w.Header().Set("Content-Type", "text/event-stream")
-			w.WriteHeader(http.StatusOK)
-			fmt.Fprintf(w, "data: %s\n\n", fx.Body)
-			return
-		}
-		w.WriteHeader(fx.Status)
-		_, _ = io.WriteString(w, fx.Body)
-	})}
-	cfg := openai.DefaultConfig("sk-test")
-	cfg.BaseURL = "http://provider.test/v1"
-	cfg.HTTPClient = &http.Client{Transport: tr}
-	client := openai.NewClientWithConfig(cfg)
-	req := openai.ChatCompletionRequest{Model: "m", Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "hi"}}}
-	var err error
-	if fx.Stream {
-		var s *openai.ChatCompletionStream
-		s, err = client.CreateChatCompletionStream(context.Background(), req)
-		if err == nil {
-			defer s.Close()
-			_, err = s.Recv()
-		}
-	} else {
-		_, err = client.CreateChatCompletion(context.Background(), req)
-	}
-	if err != nil {
-		err = headerErr{err, tr.last}
-	}
-	return err
-}
 
 type timeoutErr struct{}
 

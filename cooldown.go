@@ -362,6 +362,12 @@ func (s *memberState) open(lane Lane, level int, v Verdict, cd *Cooldowns, r flo
 		b.Max = max(b.Max, b.Base, relapseMax) // a flapping member's backoff outgrows the cap
 	}
 	s.window = max(b.Window(level, r), v.RetryAfter)
+	if lane == LaneQuota && level == 1 && v.RetryAfter > 0 {
+		// A quota with a hint names its reset (a period quota): rest until
+		// then, not a lane's hour past it. A refusal after the reset backs
+		// off on the lane.
+		s.window = v.RetryAfter
+	}
 	s.until = now.Add(s.window)
 	s.dirty.Store(true)
 	kind := EventCooldown

@@ -3,13 +3,12 @@ package failover
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/sashabaranov/go-openai"
 )
 
 // MaxRetryHint caps every retry hint: a provider that asks for a longer wait
@@ -29,45 +28,103 @@ const MaxRetryHint = time.Hour
 //
 // Unparsable values are ignored.
 func RetryHint(h http.Header, now time.Time) time.Duration {
+	return capHint(headerHint(h, now))
+}
+
+// headerHint is RetryHint bounded by maxPeriodHint instead: a period
+// quota's reset may be hours away.
+func headerHint(h http.Header, now time.Time) time.Duration {
 	for _, k := range [...]string{"Retry-After-Ms", "X-Ms-Retry-After-Ms"} {
 		if f, err := strconv.ParseFloat(strings.TrimSpace(h.Get(k)), 64); err == nil && f > 0 {
 			return scaled(f, time.Millisecond)
 		}
 	}
 	if d := parseRetryAfter(h.Get("Retry-After"), now); d > 0 {
-		return capHint(d)
+		return periodCap(d)
 	}
-	return capHint(resetHint(h, now))
+	return periodCap(resetHint(h, now))
 }
 
 // RetryHintFromBody returns the retryDelay of a google.rpc.RetryInfo detail
 // in a JSON error body (Gemini and other Google APIs, as an object or a
 // one-element array), capped at [MaxRetryHint]; 0 if there is none.
 func RetryHintFromBody(body []byte) time.Duration {
-	type detail struct {
-		Type       string `json:"@type"`
-		RetryDelay string `json:"retryDelay"`
+	return capHint(retryInfo(body))
+}
+
+// errorEnvelope is the part of a JSON error body that carries retry hints:
+// Google's RetryInfo detail, a retry_after field (seconds), and
+// OpenRouter's copy of the upstream's rate-limit headers in
+// error.metadata.headers. Gemini's OpenAI-compatible endpoint sends a list
+// of one.
+type errorEnvelope struct {
+	RetryAfter json.Number `json:"retry_after"`
+	Error      struct {
+		Details []struct {
+			RetryDelay string `json:"retryDelay"`
+		} `json:"details"`
+		RetryAfter json.Number `json:"retry_after"`
+		Metadata   struct {
+			Headers map[string]any `json:"headers"`
+		} `json:"metadata"`
+	} `json:"error"`
+}
+
+func parseEnvelope(body []byte) (errorEnvelope, bool) {
+	var e errorEnvelope
+	if json.Unmarshal(body, &e) == nil {
+		return e, true
 	}
-	type envelope struct {
-		Error struct {
-			Details []detail `json:"details"`
-		} `json:"error"`
+	var list []errorEnvelope
+	if json.Unmarshal(body, &list) != nil || len(list) == 0 {
+		return e, false
 	}
-	var e envelope
-	if json.Unmarshal(body, &e) != nil {
-		var list []envelope
-		if json.Unmarshal(body, &list) != nil || len(list) == 0 {
-			return 0
-		}
-		e = list[0]
+	return list[0], true
+}
+
+// retryInfo is the first Google RetryInfo retryDelay in body, bounded by
+// maxPeriodHint.
+func retryInfo(body []byte) time.Duration {
+	e, ok := parseEnvelope(body)
+	if !ok {
+		return 0
 	}
 	for _, d := range e.Error.Details {
 		if d.RetryDelay == "" {
 			continue
 		}
 		if dur, err := time.ParseDuration(d.RetryDelay); err == nil && dur > 0 {
-			return capHint(dur)
+			return periodCap(dur)
 		}
+	}
+	return 0
+}
+
+// bodyHint is the retry hint of a JSON error body: RetryInfo, a
+// retry_after number of seconds, or the reset in OpenRouter's
+// error.metadata.headers.
+func bodyHint(body []byte, now time.Time) time.Duration {
+	if len(body) == 0 {
+		return 0
+	}
+	if d := retryInfo(body); d > 0 {
+		return d
+	}
+	e, ok := parseEnvelope(body)
+	if !ok {
+		return 0
+	}
+	for _, n := range [...]json.Number{e.Error.RetryAfter, e.RetryAfter} {
+		if f, err := n.Float64(); err == nil && f > 0 {
+			return scaled(f, time.Second)
+		}
+	}
+	if len(e.Error.Metadata.Headers) > 0 {
+		h := http.Header{}
+		for k, v := range e.Error.Metadata.Headers {
+			h.Set(k, fmt.Sprint(v))
+		}
+		return headerHint(h, now)
 	}
 	return 0
 }
@@ -75,30 +132,27 @@ func RetryHintFromBody(body []byte) time.Duration {
 // hintOf finds the retry hint an error carries: a RetryAfter method, an
 // http.Header (see [RetryHint]), a JSON body with a RetryInfo, or a phrase
 // such as "Please try again in 6s" in the message.
-func hintOf(err error, now time.Time) time.Duration {
+func hintOf(err error, body []byte, now time.Time) time.Duration {
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) {
 		if d := ra.RetryAfter(); d > 0 {
-			return capHint(d)
+			return periodCap(d)
 		}
 	}
 	var hc interface{ Header() http.Header }
 	if errors.As(err, &hc) {
-		if d := RetryHint(hc.Header(), now); d > 0 {
-			return d
-		}
-	}
-	var reqErr *openai.RequestError
-	if errors.As(err, &reqErr) {
-		if d := RetryHintFromBody(reqErr.Body); d > 0 {
+		if d := headerHint(hc.Header(), now); d > 0 {
 			return d
 		}
 	}
 	var httpErr *HTTPError
 	if errors.As(err, &httpErr) {
-		if d := max(RetryHint(httpErr.Header, now), RetryHintFromBody(httpErr.Body)); d > 0 {
+		if d := headerHint(httpErr.Header, now); d > 0 {
 			return d
 		}
+	}
+	if d := bodyHint(body, now); d > 0 {
+		return d
 	}
 	return hintFromText(err.Error())
 }
@@ -125,6 +179,8 @@ var resetDims = [...]struct{ reset, remaining string }{
 	{"Anthropic-Ratelimit-Tokens-Reset", "Anthropic-Ratelimit-Tokens-Remaining"},
 	{"Anthropic-Ratelimit-Input-Tokens-Reset", "Anthropic-Ratelimit-Input-Tokens-Remaining"},
 	{"Anthropic-Ratelimit-Output-Tokens-Reset", "Anthropic-Ratelimit-Output-Tokens-Remaining"},
+	{"X-Ratelimit-Reset-Requests-Day", "X-Ratelimit-Remaining-Requests-Day"},   // Cerebras
+	{"X-Ratelimit-Reset-Tokens-Minute", "X-Ratelimit-Remaining-Tokens-Minute"}, // Cerebras
 	{"X-Ratelimit-Reset", "X-Ratelimit-Remaining"},
 }
 
@@ -185,7 +241,7 @@ func hintFromText(msg string) time.Duration {
 	}
 	s := strings.ToLower(strings.ReplaceAll(m[1], " ", ""))
 	if d, err := time.ParseDuration(s); err == nil {
-		return capHint(d)
+		return periodCap(d)
 	}
 	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
 	f, err := strconv.ParseFloat(s[:i], 64)
@@ -210,8 +266,8 @@ func scaled(f float64, unit time.Duration) time.Duration {
 	if !(f > 0) { // also NaN
 		return 0
 	}
-	if f >= float64(MaxRetryHint)/float64(unit) {
-		return MaxRetryHint
+	if f >= float64(maxPeriodHint)/float64(unit) {
+		return maxPeriodHint
 	}
 	return time.Duration(f * float64(unit))
 }
@@ -219,6 +275,12 @@ func scaled(f float64, unit time.Duration) time.Duration {
 // capHint clamps a hint to [0, MaxRetryHint].
 func capHint(d time.Duration) time.Duration {
 	return min(max(d, 0), MaxRetryHint)
+}
+
+// periodCap bounds a hint by maxPeriodHint, the longest a period quota's
+// reset may be away.
+func periodCap(d time.Duration) time.Duration {
+	return min(max(d, 0), maxPeriodHint)
 }
 
 // exhaustedFor returns how long a member should rest after a successful

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -59,6 +60,7 @@ func OpenAIKeys(name string, cfg func(key string) openai.ClientConfig, keys ...s
 type exchange struct {
 	mu     sync.Mutex
 	header http.Header
+	body   []byte // what go-openai read of an error response (at most 64 KiB)
 }
 
 type exchangeKey struct{}
@@ -68,30 +70,44 @@ func withExchange(ctx context.Context) (context.Context, *exchange) {
 	return context.WithValue(ctx, exchangeKey{}, x), x
 }
 
-// wrap attaches the recorded headers to a failed call's error.
-func (x *exchange) wrap(err error) error {
+// wrap prepares a failed call's error for the pool: the pool's credentials
+// redacted (see scrub), a Model the member set that go-openai refuses before
+// sending marked as the member's configuration, and the recorded headers
+// and error body attached for the classifier.
+func (x *exchange) wrap(err error, model string, sec *redact.Secrets) error {
 	if err == nil {
 		return nil
 	}
+	err = scrub(err, sec)
+	if model != "" && (errors.Is(err, openai.ErrChatCompletionInvalidModel) || errors.Is(err, openai.ErrCompletionUnsupportedModel)) {
+		return &memberConfigError{err}
+	}
 	x.mu.Lock()
-	h := x.header
+	h, b := x.header, x.body
 	x.mu.Unlock()
 	if h == nil {
 		return err
 	}
-	return &responseError{err: err, header: h}
+	if len(b) > 0 {
+		b = []byte(sec.String(string(b)))
+	}
+	return &responseError{err: err, header: h, body: b}
 }
 
-// responseError carries the response headers of a failed call to the
-// classifier, which reads its retry hints.
+// responseError carries the response headers and the error body of a
+// failed call to the classifier: go-openai keeps only the fields it knows
+// (not Google's RetryInfo and QuotaFailure details, nor OpenRouter's
+// metadata).
 type responseError struct {
 	err    error
 	header http.Header
+	body   []byte
 }
 
 func (e *responseError) Error() string       { return e.err.Error() }
 func (e *responseError) Unwrap() error       { return e.err }
 func (e *responseError) Header() http.Header { return e.header }
+func (e *responseError) Body() []byte        { return e.body }
 
 // unwrapResponse returns the provider's error itself when Do returned it
 // unchanged (a stop reason), without the header carrier.
@@ -127,12 +143,32 @@ func (d recordingDoer) Do(req *http.Request) (*http.Response, error) {
 		x.mu.Unlock()
 	}
 	if checksDone(req, resp, nil) {
-		resp.Body = &sseBody{ReadCloser: resp.Body}
+		resp.Body = &sseBody{ReadCloser: resp.Body, events: true}
 	}
 	if resp.StatusCode >= 400 {
 		resp.Body = cappedBody(resp.Body)
+		if x, ok := req.Context().Value(exchangeKey{}).(*exchange); ok {
+			resp.Body = &bodyRecorder{ReadCloser: resp.Body, x: x}
+		}
 	}
 	return resp, nil
+}
+
+// bodyRecorder copies what go-openai reads of an error body into the
+// call's exchange. The body is already capped, so the copy is bounded.
+type bodyRecorder struct {
+	io.ReadCloser
+	x *exchange
+}
+
+func (b *bodyRecorder) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.x.mu.Lock()
+		b.x.body = append(b.x.body, p[:n]...)
+		b.x.mu.Unlock()
+	}
+	return n, err
 }
 
 // OpenAI is a drop-in for the calls apps make most on *openai.Client; each
@@ -173,7 +209,7 @@ func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatComple
 		}
 		resp, err := m.Client.CreateChatCompletion(ctx, r)
 		o.restIfSpent(m.Name, x, err, tokens)
-		return resp, x.wrap(scrub(err, o.pool.secrets()))
+		return resp, x.wrap(err, m.Model, o.pool.secrets())
 	}, Tokens(tokens))
 	return resp, unwrapResponse(err)
 }
@@ -189,7 +225,7 @@ func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequ
 		}
 		resp, err := m.Client.CreateCompletion(ctx, r)
 		o.restIfSpent(m.Name, x, err, tokens)
-		return resp, x.wrap(scrub(err, o.pool.secrets()))
+		return resp, x.wrap(err, m.Model, o.pool.secrets())
 	}, Tokens(tokens))
 	return resp, unwrapResponse(err)
 }
@@ -205,7 +241,7 @@ func (o *OpenAI) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequ
 		ctx, x := withExchange(ctx)
 		resp, err := m.Client.CreateEmbeddings(ctx, withEmbeddingModel(conv, m.Model))
 		o.restIfSpent(m.Name, x, err, 1)
-		return resp, x.wrap(scrub(err, o.pool.secrets()))
+		return resp, x.wrap(err, m.Model, o.pool.secrets())
 	})
 	return resp, unwrapResponse(err)
 }

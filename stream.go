@@ -67,6 +67,9 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	opened := err == nil && st != nil
 	if opened {
 		first, err = st.Recv()
+		if err == nil && failedChunk(first) {
+			err = errFailedChunk
+		}
 	} else if err == nil {
 		err = errors.New("failover: the client returned neither a stream nor an error")
 	}
@@ -97,7 +100,23 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	case attemptOver:
 		err = fmt.Errorf("failover: attempt: %w", actx.Err())
 	}
-	return nil, x.wrap(scrub(err, o.pool.secrets()))
+	return nil, x.wrap(err, m.Model, o.pool.secrets())
+}
+
+// errFailedChunk is the failure of a stream whose first chunk ends with
+// finish_reason "error" and no content: OpenRouter's way of reporting an
+// upstream failure inside a 200 stream.
+var errFailedChunk = &openai.APIError{Type: "server_error", Message: `failover: the first chunk ended with finish_reason "error"`}
+
+// failedChunk reports whether c ends the stream with finish_reason "error"
+// before any content.
+func failedChunk(c openai.ChatCompletionStreamResponse) bool {
+	for _, ch := range c.Choices {
+		if ch.FinishReason == "error" && ch.Delta.Content == "" && len(ch.Delta.ToolCalls) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Recv returns the next chunk, or io.EOF after [DONE]. A stream that ends
@@ -205,12 +224,20 @@ var errSSELine = fmt.Errorf("failover: stream line longer than %d MiB", maxSSELi
 // go-openai reads it (data:, optional spaces, [DONE], the line's end), so
 // "[DONE]" inside a chunk's text does not end the stream. A line longer
 // than maxSSELine fails the stream.
+//
+// With events set (the go-openai glue), it also turns an error event that
+// go-openai would miss or garble into go-openai's own mid-stream error: an
+// Anthropic-shaped {"type":"error","error":{…}} (go-openai reads it as an
+// empty chunk) and {"error":"text"} (go-openai loses the text).
 type sseBody struct {
 	io.ReadCloser
-	line    []byte // the first doneLineCap bytes of the current line
-	lineLen int    // the current line's length so far
-	done    bool
-	err     error // sticky: a line too long
+	events    bool
+	line      []byte // the first doneLineCap bytes of the current line
+	lineLen   int    // the current line's length so far
+	event     []byte // the current line, while it may be an error event
+	candidate bool   // event holds the current line
+	done      bool
+	err       error // sticky: a line too long, or an error event
 }
 
 func (b *sseBody) Read(p []byte) (int, error) {
@@ -218,25 +245,36 @@ func (b *sseBody) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	n, err := b.ReadCloser.Read(p)
-	for rest := p[:n]; len(rest) > 0; {
-		seg, more := rest, false
-		if j := bytes.IndexByte(rest, '\n'); j >= 0 {
-			seg, rest, more = rest[:j], rest[j+1:], true
-		} else {
-			rest = nil
+	for off := 0; off < n; {
+		seg, more := p[off:n], false
+		if j := bytes.IndexByte(seg, '\n'); j >= 0 {
+			seg, more = seg[:j], true
+		}
+		start := off - b.lineLen // where the current line began in p, if >= 0
+		off += len(seg)
+		if more {
+			off++
 		}
 		if room := doneLineCap - len(b.line); room > 0 {
 			b.line = append(b.line, seg[:min(room, len(seg))]...)
+		}
+		if b.events {
+			b.keepEvent(seg)
 		}
 		b.lineLen += len(seg)
 		if b.lineLen > maxSSELine {
 			b.err = errSSELine
 			return n, b.err
 		}
-		if more {
-			b.done = b.done || (b.lineLen <= doneLineCap && isDoneLine(b.line))
-			b.line, b.lineLen = b.line[:0], 0
+		if !more {
+			continue
 		}
+		b.done = b.done || (b.lineLen <= doneLineCap && isDoneLine(b.line))
+		if b.events && b.candidate && isErrorEvent(b.event) {
+			b.err = eventError(b.event)
+			return max(start, 0), b.err // go-openai gets the lines before it
+		}
+		b.line, b.lineLen, b.event, b.candidate = b.line[:0], 0, b.event[:0], true
 	}
 	if errors.Is(err, io.EOF) && !b.done {
 		err = io.ErrUnexpectedEOF
@@ -244,8 +282,61 @@ func (b *sseBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// keepEvent collects the current line while it may be an error event: no
+// more than its first doneLineCap bytes unless they say it is one.
+func (b *sseBody) keepEvent(seg []byte) {
+	if b.lineLen == 0 {
+		b.event, b.candidate = b.event[:0], true
+	}
+	if !b.candidate {
+		return
+	}
+	if len(b.event)+len(seg) > maxErrorBody {
+		b.event, b.candidate = b.event[:0], false
+		return
+	}
+	b.event = append(b.event, seg...)
+	if len(b.event) >= doneLineCap && !isErrorEvent(b.event[:doneLineCap]) {
+		b.event, b.candidate = b.event[:0], false
+	}
+}
+
 // isDoneLine reports whether line is the end marker "data: [DONE]".
 func isDoneLine(line []byte) bool {
 	rest, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:"))
 	return ok && string(bytes.TrimSpace(rest)) == "[DONE]"
+}
+
+// isErrorEvent reports whether the start of a line is an error event that
+// go-openai does not read itself: {"type":"error" or {"error":"text".
+func isErrorEvent(start []byte) bool {
+	rest, ok := bytes.CutPrefix(bytes.TrimSpace(start), []byte("data:"))
+	if !ok {
+		return false
+	}
+	rest = bytes.TrimSpace(rest)
+	for _, p := range [...]string{`{"type":"error"`, `{"type": "error"`, `{"error":"`, `{"error": "`} {
+		if bytes.HasPrefix(rest, []byte(p)) {
+			return true
+		}
+	}
+	return false
+}
+
+// eventError is go-openai's mid-stream error for an error event line.
+func eventError(line []byte) error {
+	rest, _ := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:"))
+	codes, msg := bodyFields(bytes.TrimSpace(rest))
+	f := strings.Fields(codes)
+	e := &openai.APIError{Message: msg}
+	if len(f) > 0 && f[0] != "<nil>" {
+		e.Code = f[0]
+	}
+	if len(f) > 1 {
+		e.Type = f[1]
+	}
+	if e.Message == "" {
+		e.Message = string(rest)
+	}
+	return fmt.Errorf("error, %w", e)
 }

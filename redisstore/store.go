@@ -275,15 +275,15 @@ func (k keys) starts(m string) string { return k.prefix + ":rpm:" + m }
 func (k keys) tokens(m string) string { return k.prefix + ":tpm:" + m }
 func (k keys) sum(m string) string    { return k.prefix + ":tpmsum:" + m }
 func (k keys) seq(m string) string    { return k.prefix + ":seq:" + m }
+func (k keys) version() string        { return k.prefix + ":version" }
+func (k keys) members() string        { return k.prefix + ":members" }
+func (k keys) channel() string        { return k.prefix + ":changes" }
 
 // day is the counts of a member's day that ends at end (ms since the
 // epoch), a hash of requests (r) and tokens (t).
 func (k keys) day(m string, end int64) string {
 	return k.prefix + ":day:" + strconv.FormatInt(end, 10) + ":" + m
 }
-func (k keys) version() string        { return k.prefix + ":version" }
-func (k keys) members() string        { return k.prefix + ":members" }
-func (k keys) channel() string        { return k.prefix + ":changes" }
 
 // wire is a published change; big numbers travel as decimal strings.
 type wire struct {

@@ -85,8 +85,8 @@ func WithLeaseTime(d time.Duration) Option { return func(s *Store) { s.lease = d
 
 // WithTimeout bounds each call that waits on Redis (Lease and Take, which a
 // pool makes before a probe and before each call on a member with RPM,
-// TPM, RPD or TPD limits). On timeout the pool uses its local state. The default is
-// 100 ms.
+// TPM, RPD or TPD limits). On timeout the pool uses its local state. The
+// default is 100 ms.
 func WithTimeout(d time.Duration) Option { return func(s *Store) { s.timeout = d } }
 
 // WithLogger sets where the store says that Redis went away and came back.

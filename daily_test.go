@@ -9,6 +9,7 @@ import (
 	_ "time/tzdata" // the zones below, whatever the machine has
 
 	"github.com/llmfailover/failover"
+	"github.com/llmfailover/failover/failovertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -320,5 +321,30 @@ func TestDailyLimitsUpdate(t *testing.T) {
 		_, err = failover.Do(ctx, p, call)
 		require.NoError(t, err, "a new zone counts afresh")
 		assert.Equal(t, 1, p.Status()[0].RequestsToday)
+	})
+}
+
+// Through go-openai: a free key with RPD 2 takes two chat calls, the paid
+// key the rest, and the free key hears nothing more until midnight in Los
+// Angeles.
+func TestRPDThroughOpenAI(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		la := pacific(t)
+		sleepUntil(time.Date(2026, 6, 10, 20, 0, 0, 0, la))
+		srv := failovertest.NewServer()
+		ms := failover.OpenAIKeys("k", srv.Config, "free", "paid")
+		ms[0].Limits = failover.Limits{RPD: 2, DayZone: "America/Los_Angeles"}
+		p, err := failover.New(ms)
+		require.NoError(t, err)
+		client := failover.NewOpenAI(p)
+		for range 5 {
+			_, err := client.CreateChatCompletion(ctx, chatReq)
+			require.NoError(t, err)
+		}
+		assert.Equal(t, []int{2, 3}, []int{srv.Calls("free"), srv.Calls("paid")})
+		sleepUntil(time.Date(2026, 6, 11, 0, 0, 0, 0, la))
+		_, err = client.CreateChatCompletion(ctx, chatReq)
+		require.NoError(t, err)
+		assert.Equal(t, []int{3, 3}, []int{srv.Calls("free"), srv.Calls("paid")})
 	})
 }

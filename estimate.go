@@ -5,9 +5,9 @@ import (
 )
 
 // EstimateTokens is a cheap estimate of a chat request's tokens, for
-// Limits.TPM and Limits.ContextTokens: a token for every four bytes of text
-// (message contents, text parts, tool calls and names), four tokens of
-// overhead a message, plus the output the request reserves
+// Limits.TPM, Limits.TPD and Limits.ContextTokens: a token for every four
+// bytes of text (message contents, text parts, tool calls and names), four
+// tokens of overhead a message, plus the output the request reserves
 // (MaxCompletionTokens, else MaxTokens). It errs on the high side for
 // English and on the low side for some scripts; pass your own count with
 // [Tokens] when it matters. [OpenAI] uses it for every chat call.

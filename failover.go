@@ -67,7 +67,7 @@ type limitedError struct{ until time.Time }
 
 func (e limitedError) Error() string {
 	if e.until.IsZero() {
-		return "over its limits: the call is larger than its TPM or context"
+		return "over its limits: the call is larger than its TPM, TPD or context"
 	}
 	return "over its limits until " + e.until.UTC().Format(time.RFC3339)
 }
@@ -449,8 +449,8 @@ func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, t
 				continue // ready, but the call ran out of attempts
 			}
 			recovers = lim.next(now, tokens)
-			if !lim.fits(tokens, 0) {
-				recovers = time.Time{} // the call never fits its context
+			if !lim.fits(tokens, 0) || recovers.IsZero() {
+				recovers = time.Time{} // the call never fits its context, TPM or TPD
 			} else if !recovers.After(now) && (lim.limits.MaxInFlight == 0 || m.st.calls.inFlight() < int64(lim.limits.MaxInFlight)) {
 				continue
 			}

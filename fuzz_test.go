@@ -129,16 +129,18 @@ func hasDoneLine(sse []byte) bool {
 	return false
 }
 
-// FuzzNew: arbitrary member lists and option values give a pool or an
-// ErrInvalid error, never a panic; Update behaves the same.
+// FuzzNew: arbitrary member lists, limits, day zones and option values
+// give a pool or an ErrInvalid error, never a panic; Update behaves the
+// same.
 func FuzzNew(f *testing.F) {
-	f.Add("a,b,a", 1, -1, 0, int64(-5), 0.5, 2)
-	f.Add("", 0, 0, -3, int64(0), 1.5, 9)
-	f.Add("x", 5, 1, 1, int64(time.Hour), -0.1, 3)
-	f.Fuzz(func(t *testing.T, names string, weight, rpm, prio int, d int64, jitter float64, strategy int) {
+	f.Add("a,b,a", 1, -1, 0, int64(-5), 0.5, 2, "")
+	f.Add("", 0, 0, -3, int64(0), 1.5, 9, "Mars/Olympus")
+	f.Add("x", 5, 1, 1, int64(time.Hour), -0.1, 3, "America/Los_Angeles")
+	f.Add("y", 1, 2, 0, int64(0), 0.0, 0, "../../etc/passwd")
+	f.Fuzz(func(t *testing.T, names string, weight, rpm, prio int, d int64, jitter float64, strategy int, zone string) {
 		var ms []failover.Member[string]
 		for _, n := range strings.Split(names, ",") {
-			ms = append(ms, failover.Member[string]{Name: n, Client: "c", Weight: weight, Priority: prio, Limits: failover.Limits{RPM: rpm}})
+			ms = append(ms, failover.Member[string]{Name: n, Client: "c", Weight: weight, Priority: prio, Limits: failover.Limits{RPM: rpm, RPD: rpm, TPD: weight, DayZone: zone}})
 		}
 		cd := failover.DefaultCooldowns()
 		cd.Transient.Jitter, cd.Quota.Base = jitter, time.Duration(d)

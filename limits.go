@@ -8,20 +8,26 @@ import (
 
 // limiter enforces a member's Limits client-side over a sliding minute:
 // at most RPM calls and TPM tokens started in any 60 s, and at most
-// MaxInFlight calls at once. A member without limits has no limiter.
+// MaxInFlight calls at once; and over a calendar day in DayZone: at most
+// RPD calls and TPD tokens started from one midnight to the next. A member
+// without limits has no limiter.
 //
-// With a Store, the RPM and TPM windows are the store's, shared by every
-// pool: share asks it, and the local windows only note the calls, to take
-// over when the store is unreachable.
+// With a Store, the RPM and TPM windows and the day are the store's,
+// shared by every pool: share asks it, and the local windows only note the
+// calls, to take over when the store is unreachable.
 type limiter struct {
 	limits  Limits
 	share   func(ctx context.Context, now time.Time, n int) (bool, time.Time, error) // nil: local windows
 	mu      sync.Mutex
-	starts  []time.Time // ring of the last RPM call starts
-	head    int         // oldest entry once the ring is full
-	tokens  []spent     // calls of the last minute with their tokens, oldest first
-	sum     int         // tokens in tokens
-	blocked time.Time   // the shared windows are full until then
+	starts  []time.Time    // ring of the last RPM call starts
+	head    int            // oldest entry once the ring is full
+	tokens  []spent        // calls of the last minute with their tokens, oldest first
+	sum     int            // tokens in tokens
+	blocked time.Time      // the shared windows are full until then
+	dayEnd  time.Time      // end of the day counted in dayReqs and dayToks
+	dayReqs int            // calls started in the day
+	dayToks int            // tokens of the calls started in the day
+	loc     *time.Location // of the day; nil without RPD and TPD
 }
 
 type spent struct {
@@ -33,13 +39,52 @@ func newLimiter(l Limits, name string, sh *sharing) *limiter {
 	if l == (Limits{}) {
 		return nil
 	}
-	lim := &limiter{limits: l}
-	if sh != nil && (l.RPM > 0 || l.TPM > 0) {
+	lim := newWindows(l)
+	if sh != nil && (l.RPM > 0 || l.TPM > 0 || lim.daily()) {
 		lim.share = func(ctx context.Context, now time.Time, n int) (bool, time.Time, error) {
 			return sh.store.Take(ctx, name, l, n, now)
 		}
 	}
 	return lim
+}
+
+// newWindows returns a limiter of l on local windows only.
+func newWindows(l Limits) *limiter {
+	lim := &limiter{limits: l}
+	if lim.daily() {
+		loc, err := loadZone(l.DayZone)
+		if err != nil {
+			loc = time.UTC // New rejects such a zone; a store may still be asked
+		}
+		lim.loc = loc
+	}
+	return lim
+}
+
+// daily reports whether l limits calls per day.
+func (l *limiter) daily() bool { return l.limits.RPD > 0 || l.limits.TPD > 0 }
+
+// day moves the day's counts on to the day of now, if that day is over.
+// It is called with mu held.
+func (l *limiter) day(now time.Time) {
+	if !now.Before(l.dayEnd) {
+		l.dayEnd = dayEnd(now, l.loc)
+		l.dayReqs, l.dayToks = 0, 0
+	}
+}
+
+// today returns the calls and tokens started in the day of now and when
+// it ends; zeros without RPD and TPD.
+func (l *limiter) today(now time.Time) (reqs, tokens int, ends time.Time) {
+	if l == nil || !l.daily() {
+		return 0, 0, time.Time{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !now.Before(l.dayEnd) {
+		return 0, 0, dayEnd(now, l.loc)
+	}
+	return l.dayReqs, l.dayToks, l.dayEnd
 }
 
 // fits reports whether a call of n tokens fits the member's context, and
@@ -53,14 +98,16 @@ func (l *limiter) fits(n, min int) bool {
 }
 
 // admit starts a call of n tokens at now, counted in c, if the limits
-// allow it: an in-flight slot and a place in the RPM and TPM windows. It
+// allow it: an in-flight slot and a place in the RPM and TPM windows and
+// in the day. It
 // reports false, counting nothing, otherwise.
 func (l *limiter) admit(ctx context.Context, now time.Time, n int, c *calls) bool {
 	decided, ok := l.shared(ctx, now, n, c)
 	return (!decided || ok) && l.admitLocal(now, n, c, decided)
 }
 
-// shared asks the store for a place in the shared RPM and TPM windows. It
+// shared asks the store for a place in the shared RPM and TPM windows and
+// the shared day. It
 // reports decided false when the store has no say: no store, or it failed.
 // A call that cannot start for local reasons asks nothing.
 func (l *limiter) shared(ctx context.Context, now time.Time, n int, c *calls) (decided, ok bool) {
@@ -112,8 +159,8 @@ func (l *limiter) admitLocal(now time.Time, n int, c *calls, noted bool) bool {
 	return true
 }
 
-// take reserves a call of n tokens at now in the RPM and TPM windows, if
-// they allow it.
+// take reserves a call of n tokens at now in the RPM and TPM windows and
+// the day, if they allow it.
 func (l *limiter) take(now time.Time, n int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -140,6 +187,11 @@ func (l *limiter) note(now time.Time, n int) {
 		l.tokens = append(l.tokens, spent{now, n})
 		l.sum += n
 	}
+	if l.daily() {
+		l.day(now)
+		l.dayReqs++
+		l.dayToks += max(n, 0)
+	}
 }
 
 // next returns when a call of n tokens could start, without reserving it:
@@ -158,8 +210,9 @@ func (l *limiter) next(now time.Time, n int) time.Time {
 // ending must wake waiters.
 func (l *limiter) bySlots() bool { return l != nil && l.limits.MaxInFlight > 0 }
 
-// free returns when a call of n tokens fits the RPM and TPM windows (now or
-// later), and false if it never fits. It is called with mu held.
+// free returns when a call of n tokens fits the RPM and TPM windows and
+// the day (now or later), and false if it never fits. It is called with mu
+// held.
 func (l *limiter) free(now time.Time, n int) (time.Time, bool) {
 	at := now
 	if l.blocked.After(at) {
@@ -183,6 +236,18 @@ func (l *limiter) free(now time.Time, n int) (time.Time, bool) {
 			sum -= s.n
 			if end := s.at.Add(time.Minute); end.After(at) {
 				at = end
+			}
+		}
+	}
+	if l.daily() {
+		tpd := l.limits.TPD
+		if tpd > 0 && n > tpd {
+			return time.Time{}, false
+		}
+		l.day(now)
+		if (l.limits.RPD > 0 && l.dayReqs >= l.limits.RPD) || (tpd > 0 && n > 0 && l.dayToks+n > tpd) {
+			if l.dayEnd.After(at) {
+				at = l.dayEnd // the next day has room: n fits TPD
 			}
 		}
 	}

@@ -106,7 +106,7 @@ func (m *MemoryStore) Take(_ context.Context, member string, l Limits, tokens in
 	m.init()
 	lim := m.limits[member]
 	if lim == nil || lim.limits != l {
-		lim = &limiter{limits: l}
+		lim = newWindows(l)
 		m.limits[member] = lim
 	}
 	m.mu.Unlock()

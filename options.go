@@ -116,7 +116,7 @@ type callSettings struct {
 	tokens int
 }
 
-// Tokens gives the estimated tokens of a call, for TPM limits.
+// Tokens gives the estimated tokens of a call, for TPM and TPD limits.
 func Tokens(n int) CallOption {
 	return func(c callSettings) callSettings { c.tokens = max(n, 0); return c }
 }

@@ -39,6 +39,65 @@ type Limits struct {
 	// larger call skips it, and a context_length error moves on only to
 	// members that declare a larger context.
 	ContextTokens int `json:"context_tokens,omitempty"`
+	// RPD and TPD limit the requests and tokens (see Tokens) of the calls
+	// started in a day: a calendar day in DayZone, from one midnight to
+	// the next (23 or 25 hours when the clocks change), not a sliding 24
+	// hours. A member whose day is spent is skipped until the next
+	// midnight.
+	RPD int `json:"rpd,omitempty"`
+	TPD int `json:"tpd,omitempty"`
+	// DayZone is the IANA time zone of the day of RPD and TPD, such as
+	// "America/Los_Angeles" (where Gemini's free tier resets); "" is UTC.
+	// [New] rejects a zone it cannot load: on a machine without zoneinfo,
+	// import time/tzdata.
+	DayZone string `json:"day_zone,omitempty"`
+}
+
+// zones caches the locations of DayZone names.
+var zones sync.Map // string → *time.Location
+
+// loadZone returns the location of a DayZone name.
+func loadZone(name string) (*time.Location, error) {
+	if name == "" || name == "UTC" {
+		return time.UTC, nil
+	}
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	zones.Store(name, loc)
+	return loc, nil
+}
+
+// DayEnd returns when the day of RPD and TPD that holds now ends: the
+// next midnight in DayZone after now. A DayZone that [New] rejects counts
+// as UTC. Stores use it to count every replica's calls in the same day.
+func (l Limits) DayEnd(now time.Time) time.Time {
+	loc, err := loadZone(l.DayZone)
+	if err != nil {
+		loc = time.UTC
+	}
+	return dayEnd(now, loc)
+}
+
+// dayEnd returns the first midnight in loc after now. Where a change of
+// the clocks skips midnight (Santiago, Havana), the day ends when the
+// clocks jump into the new day.
+func dayEnd(now time.Time, loc *time.Location) time.Time {
+	y, m, d := now.In(loc).Date()
+	end := time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+	if _, _, ed := end.In(loc).Date(); ed == d { // time.Date went back into the old day
+		if _, jump := end.ZoneBounds(); jump.After(now) {
+			end = jump
+		}
+	}
+	if !end.After(now) {
+		end = now.Add(time.Hour) // no zone ends a day this way; never a day that is over
+	}
+	return end
 }
 
 // Pool runs calls against its members with failover. Create it with [New];
@@ -193,10 +252,13 @@ func validateMembers[C any](members []Member[C]) error {
 		for _, f := range []struct {
 			name string
 			v    int
-		}{{"Weight", m.Weight}, {"Limits.RPM", m.Limits.RPM}, {"Limits.TPM", m.Limits.TPM}, {"Limits.MaxInFlight", m.Limits.MaxInFlight}, {"Limits.ContextTokens", m.Limits.ContextTokens}} {
+		}{{"Weight", m.Weight}, {"Limits.RPM", m.Limits.RPM}, {"Limits.TPM", m.Limits.TPM}, {"Limits.MaxInFlight", m.Limits.MaxInFlight}, {"Limits.ContextTokens", m.Limits.ContextTokens}, {"Limits.RPD", m.Limits.RPD}, {"Limits.TPD", m.Limits.TPD}} {
 			if f.v < 0 {
 				errs = append(errs, fmt.Errorf("%s: %s %d is negative", where, f.name, f.v))
 			}
+		}
+		if _, err := loadZone(m.Limits.DayZone); err != nil {
+			errs = append(errs, fmt.Errorf("%s: Limits.DayZone %q is not a time zone (an IANA name such as \"America/Los_Angeles\"; import time/tzdata where the machine has no zoneinfo): %w", where, m.Limits.DayZone, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -49,7 +49,9 @@ func (s *State) UnmarshalText(b []byte) error {
 }
 
 // Status is a snapshot of one member. It holds nothing secret: LastError is
-// redacted.
+// redacted. RequestsToday and TokensToday count this pool's calls: with a
+// [Store] the day's budget is shared by every pool, and each counts its
+// own.
 type Status struct {
 	Name                string    `json:"name"`
 	Model               string    `json:"model,omitempty"`
@@ -61,9 +63,12 @@ type Status struct {
 	InFlight            int       `json:"in_flight"`
 	Requests            uint64    `json:"requests"`
 	Failures            uint64    `json:"failures"`
-	Hedged              uint64    `json:"hedged"`  // hedged attempts started on it (WithHedge)
-	Limited             uint64    `json:"limited"` // calls that skipped it for its Limits
-	Limits              Limits    `json:"limits"`  // its configured limits
+	Hedged              uint64    `json:"hedged"`            // hedged attempts started on it (WithHedge)
+	Limited             uint64    `json:"limited"`           // calls that skipped it for its Limits
+	Limits              Limits    `json:"limits"`            // its configured limits
+	RequestsToday       int       `json:"requests_today"`    // calls started in the day of Limits.RPD and TPD
+	TokensToday         int       `json:"tokens_today"`      // their tokens
+	DayEnds             time.Time `json:"day_ends,omitzero"` // when that day ends; zero without RPD and TPD
 	LastError           string    `json:"last_error,omitempty"`
 }
 
@@ -105,6 +110,7 @@ func (p *Pool[C]) Status() []Status {
 		s.Hedged = st.hedged.Load()
 		s.Limited = st.limited.Load()
 		s.Limits = m.Limits
+		s.RequestsToday, s.TokensToday, s.DayEnds = st.lim.Load().today(now)
 		out[i] = s
 	}
 	return out

@@ -10,14 +10,14 @@ import (
 // Store shares member state between pools: the replicas of a service that
 // use the same keys. With a store, a key one replica finds revoked or rate
 // limited is skipped by every replica, a cooldown's end is probed by one
-// call across all of them, and RPM and TPM limits count every replica's
-// calls. Without one (the default) a pool keeps its state in its own memory.
+// call across all of them, and RPM, TPM, RPD and TPD limits count every
+// replica's calls. Without one (the default) a pool keeps its state in its own memory.
 //
 // The pool keeps a local copy of every member's state, so its healthy path
 // never waits on the store: it tells the store about a change with Save and
 // hears about everyone's changes through Watch. Only two calls wait on the
 // store: Lease, when a member's window ends, and Take, before each call on
-// a member with RPM or TPM limits. When either returns an error the pool
+// a member with RPM, TPM, RPD or TPD limits. When either returns an error the pool
 // goes on with its local state, so that no call fails because the store is
 // down. [NewMemoryStore] shares state between pools of one process;
 // the module github.com/llmfailover/failover/redisstore shares it through
@@ -46,8 +46,10 @@ type Store interface {
 	// the other holder's lease and false.
 	Lease(ctx context.Context, member, holder string, now time.Time) (time.Time, bool, error)
 	// Take reserves a call of tokens tokens started at now on member,
-	// whose limits are l, in the RPM and TPM windows every pool shares.
-	// It returns true if the call fits, or false and when it may fit.
+	// whose limits are l, in the RPM and TPM windows and the RPD and TPD
+	// day every pool shares: the day of now, which ends at l.DayEnd(now).
+	// It returns true if the call fits, or false and when it may fit (the
+	// zero time if it never does: tokens above TPM or TPD).
 	Take(ctx context.Context, member string, l Limits, tokens int, now time.Time) (bool, time.Time, error)
 }
 

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -187,5 +188,35 @@ func TestNewRejectsBadInput(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
+	}
+}
+
+// TestDayKey: a member's day is counted in one hash named by the day's
+// end, prefix:day:<end-ms>:<member>, that lives an hour past that end.
+func TestDayKey(t *testing.T) {
+	srv := startRedis(t)
+	rdb := srv.client(t)
+	clock := storetest.NewClock() // 16:00 on 31 December in Los Angeles
+	up := storetest.NewProvider(clock)
+	p, err := failover.New([]failover.Member[string]{
+		{Name: "free", Client: "free", Limits: failover.Limits{RPD: 5, TPD: 1000, DayZone: "America/Los_Angeles"}},
+	}, failover.WithStore(open(t, srv)), failover.WithClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := failover.Do(context.Background(), p, up.Call, failover.Tokens(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC) // midnight in Los Angeles
+	key := "failover:day:" + strconv.FormatInt(end.UnixMilli(), 10) + ":free"
+	got := rdb.HGetAll(context.Background(), key).Val()
+	if got["r"] != "2" || got["t"] != "200" {
+		t.Fatalf("%s = %v, want r 2 and t 200\n%s", key, got, dump(t, rdb))
+	}
+	want := end.Sub(clock.Now()) + time.Hour
+	if ttl := rdb.PTTL(context.Background(), key).Val(); ttl <= want-time.Second || ttl > want {
+		t.Fatalf("%s has TTL %v, want %v: an hour past the day's end", key, ttl, want)
 	}
 }

@@ -74,17 +74,30 @@ return {1, now + ttl}
 `)
 
 // takeScript reserves a call in a member's sliding-minute windows: at most
-// rpm calls and tpm tokens started in any 60 s. An entry started at s
-// counts while s + 60000 > now.
+// rpm calls and tpm tokens started in any 60 s (an entry started at s
+// counts while s + 60000 > now); and in its day: at most rpd calls and tpd
+// tokens started in the calendar day that ends at day end. The caller
+// names the day's key by its end, so that every replica counts the same
+// day; the key lives an hour past the end, for replicas whose clocks lag.
 //
 // KEYS: 1 call starts (zset), 2 token entries (zset), 3 token sum,
-// 4 entry sequence. ARGV: 1 now (ms), 2 rpm, 3 tpm, 4 tokens.
+// 4 entry sequence, 5 the day's counts (hash: r requests, t tokens).
+// ARGV: 1 now (ms), 2 rpm, 3 tpm, 4 tokens, 5 rpd, 6 tpd, 7 day end (ms;
+// 0 without rpd and tpd).
 // Returns {1, now} when reserved, {0, when it may fit} otherwise, {0, 0}
 // when it never fits.
 var takeScript = redis.NewScript(`
 local now, rpm, tpm, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rpd, tpd, dayend = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local daily = rpd > 0 or tpd > 0
+if tpd > 0 and n > tpd then return {0, 0} end
 local cutoff = now - 60000
 local at = now
+if daily then
+  local d = redis.call('HMGET', KEYS[5], 'r', 't')
+  local r, t = tonumber(d[1] or '0'), tonumber(d[2] or '0')
+  if (rpd > 0 and r >= rpd) or (tpd > 0 and n > 0 and t + n > tpd) then at = math.max(at, dayend) end
+end
 if rpm > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
   local c = redis.call('ZCARD', KEYS[1])
@@ -133,6 +146,11 @@ if counted then
   redis.call('ZADD', KEYS[2], now, id .. ':' .. n)
   redis.call('PEXPIRE', KEYS[2], 60000)
   redis.call('SET', KEYS[3], sum + n, 'PX', 60000)
+end
+if daily then
+  redis.call('HINCRBY', KEYS[5], 'r', 1)
+  if n > 0 then redis.call('HINCRBY', KEYS[5], 't', n) end
+  redis.call('PEXPIRE', KEYS[5], math.max(dayend - now, 0) + 3600000)
 end
 return {1, now}
 `)

@@ -1,7 +1,7 @@
 // Package redisstore shares the member state of failover pools through
 // Redis, so that replicas of a service that use the same keys skip a key
 // any of them found revoked or rate limited, probe a recovering key once
-// between them, and keep RPM and TPM limits together.
+// between them, and keep RPM, TPM, RPD and TPD limits together.
 //
 // Create one [Store] per process and pass it to every pool with
 // failover.WithStore:
@@ -84,9 +84,9 @@ func WithPrefix(p string) Option { return func(s *Store) { s.keys.prefix = p } }
 func WithLeaseTime(d time.Duration) Option { return func(s *Store) { s.lease = d } }
 
 // WithTimeout bounds each call that waits on Redis (Lease and Take, which a
-// pool makes before a probe and before each call on a member with RPM or
-// TPM limits). On timeout the pool uses its local state. The default is
-// 100 ms.
+// pool makes before a probe and before each call on a member with RPM,
+// TPM, RPD or TPD limits). On timeout the pool uses its local state. The
+// default is 100 ms.
 func WithTimeout(d time.Duration) Option { return func(s *Store) { s.timeout = d } }
 
 // WithLogger sets where the store says that Redis went away and came back.
@@ -226,8 +226,12 @@ func (s *Store) Take(ctx context.Context, member string, l failover.Limits, toke
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	k := s.keys
-	r, err := takeScript.Run(cctx, s.rdb, []string{k.starts(member), k.tokens(member), k.sum(member), k.seq(member)},
-		now.UnixMilli(), l.RPM, l.TPM, tokens).Int64Slice()
+	var dayEnd int64 // the day's key: every replica counts the same day
+	if l.RPD > 0 || l.TPD > 0 {
+		dayEnd = l.DayEnd(now).UnixMilli()
+	}
+	r, err := takeScript.Run(cctx, s.rdb, []string{k.starts(member), k.tokens(member), k.sum(member), k.seq(member), k.day(member, dayEnd)},
+		now.UnixMilli(), l.RPM, l.TPM, tokens, l.RPD, l.TPD, dayEnd).Int64Slice()
 	if err != nil || len(r) != 2 {
 		return false, time.Time{}, s.callFailed(ctx, err)
 	}
@@ -274,6 +278,12 @@ func (k keys) seq(m string) string    { return k.prefix + ":seq:" + m }
 func (k keys) version() string        { return k.prefix + ":version" }
 func (k keys) members() string        { return k.prefix + ":members" }
 func (k keys) channel() string        { return k.prefix + ":changes" }
+
+// day is the counts of a member's day that ends at end (ms since the
+// epoch), a hash of requests (r) and tokens (t).
+func (k keys) day(m string, end int64) string {
+	return k.prefix + ":day:" + strconv.FormatInt(end, 10) + ":" + m
+}
 
 // wire is a published change; big numbers travel as decimal strings.
 type wire struct {

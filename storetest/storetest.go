@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	_ "time/tzdata" // the day of SharedRPD and SharedTPD is Los Angeles's, whatever the machine has
 
 	"github.com/llmfailover/failover"
 )
@@ -47,6 +48,8 @@ func Run(t *testing.T, backend Backend) {
 		{"OneProbeAcrossReplicas", testOneProbe},
 		{"SharedRPM", testSharedRPM},
 		{"SharedTPM", testSharedTPM},
+		{"SharedRPD", testSharedRPD},
+		{"SharedTPD", testSharedTPD},
 		{"EnableAndDisable", testEnableDisable},
 	}
 	for _, tt := range tests {
@@ -478,6 +481,129 @@ func testSharedTPM(t *testing.T, connect Connect) {
 	burst()
 	if n := up.Calls("free"); n != 20 {
 		t.Fatalf("a minute later free got %d calls in all, want 20", n)
+	}
+}
+
+// pacificNight returns a clock a minute before midnight in Los Angeles at
+// the end of 8 March 2026, the 23-hour day the clocks spring forward, and
+// that midnight.
+func pacificNight(t *testing.T) (*Clock, time.Time) {
+	la, err := time.LoadLocation("America/Los_Angeles")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Clock{t: time.Date(2026, 3, 8, 23, 59, 0, 0, la)}, time.Date(2026, 3, 9, 0, 0, 0, 0, la)
+}
+
+// burst runs calls calls on each pool at once, with tokens each; every one
+// must succeed.
+func burst(t *testing.T, pools []*failover.Pool[string], up *Provider, calls, tokens int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, p := range pools {
+		for range calls {
+			wg.Go(func() {
+				if _, err := failover.Do(context.Background(), p, up.Call, failover.Tokens(tokens)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// today sums the requests and tokens of member that the pools counted
+// today.
+func today(pools []*failover.Pool[string], member string) (reqs, tokens int) {
+	for _, p := range pools {
+		s := state(p, member)
+		reqs += s.RequestsToday
+		tokens += s.TokensToday
+	}
+	return reqs, tokens
+}
+
+func testSharedRPD(t *testing.T, connect Connect) {
+	clock, midnight := pacificNight(t)
+	up := NewProvider(clock)
+	members := twoKeys()
+	members[0].Limits = failover.Limits{RPD: 10, DayZone: "America/Los_Angeles"}
+	pools, _ := replicas(t, connect, clock, 2, members)
+	burst(t, pools, up, 10, 0) // 2 replicas × 10 calls at once
+	if n := up.Calls("free"); n != 10 {
+		t.Fatalf("the burst sent %d calls to free, want its 10 RPD", n)
+	}
+	if reqs, _ := today(pools, "free"); reqs != 10 {
+		t.Fatalf("the replicas counted %d calls on free today, want 10 in all", reqs)
+	}
+	for i, p := range pools {
+		if s := state(p, "free"); !s.DayEnds.Equal(midnight) {
+			t.Fatalf("replica %d: free's day ends at %v, want midnight in Los Angeles (%v)", i, s.DayEnds, midnight)
+		}
+	}
+	clock.Advance(time.Minute - time.Millisecond)
+	for i := range 10 {
+		if got := serve(t, pools[i%2], up); got != "paid" {
+			t.Fatalf("a call a millisecond before midnight was served by %q, want paid", got)
+		}
+	}
+	if n := up.Calls("free"); n != 10 {
+		t.Fatalf("free got %d calls in its day, want 10", n)
+	}
+	clock.Advance(time.Millisecond) // midnight in Los Angeles: 07:00 UTC
+	served := 0
+	for i := range 30 {
+		if serve(t, pools[i%2], up) == "free" {
+			served++
+		}
+	}
+	if served != 10 {
+		t.Fatalf("free served %d of 30 calls in its new day, want 10", served)
+	}
+	for _, at := range up.Times("free")[10:] {
+		if !at.Equal(midnight) {
+			t.Fatalf("a call of the new day reached free at %v, want %v", at, midnight)
+		}
+	}
+}
+
+func testSharedTPD(t *testing.T, connect Connect) {
+	clock, midnight := pacificNight(t)
+	up := NewProvider(clock)
+	members := twoKeys()
+	members[0].Limits = failover.Limits{TPD: 1000, DayZone: "America/Los_Angeles"}
+	pools, _ := replicas(t, connect, clock, 2, members)
+	burst(t, pools, up, 10, 100) // 2 replicas × 10 calls of 100 tokens at once
+	if n := up.Calls("free"); n != 10 {
+		t.Fatalf("the burst sent %d calls of 100 tokens to free, want 10 (its 1,000 TPD)", n)
+	}
+	if reqs, tokens := today(pools, "free"); reqs != 10 || tokens != 1000 {
+		t.Fatalf("the replicas counted %d calls and %d tokens on free today, want 10 and 1,000", reqs, tokens)
+	}
+	clock.Advance(time.Minute - time.Millisecond)
+	for _, p := range pools {
+		if got, err := failover.Do(context.Background(), p, up.Call, failover.Tokens(1)); err != nil || got != "paid" {
+			t.Fatalf("a call of 1 token a millisecond before midnight: %q, %v; want paid", got, err)
+		}
+	}
+	clock.Advance(time.Millisecond)
+	for _, p := range pools {
+		// More than the day holds: never free, at any time.
+		if got, err := failover.Do(context.Background(), p, up.Call, failover.Tokens(1001)); err != nil || got != "paid" {
+			t.Fatalf("a call of 1,001 tokens: %q, %v; want paid", got, err)
+		}
+	}
+	if n := up.Calls("free"); n != 10 {
+		t.Fatalf("free got %d calls, want 10 before its new day has a call that fits", n)
+	}
+	burst(t, pools, up, 10, 100)
+	if n := up.Calls("free"); n != 20 {
+		t.Fatalf("after midnight free got %d calls in all, want 20", n)
+	}
+	for _, at := range up.Times("free")[10:] {
+		if !at.Equal(midnight) {
+			t.Fatalf("a call of the new day reached free at %v, want %v", at, midnight)
+		}
 	}
 }
 

@@ -1,6 +1,9 @@
 package failover
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // TextRuleTable renders the text rules as the README's Markdown table.
 func TextRuleTable() string {
@@ -23,3 +26,6 @@ func itoa(i int) string {
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
 }
+
+// ClassifyAt is Classify at the time now.
+func ClassifyAt(err error, now time.Time) Verdict { return classifyAt(err, now) }

@@ -26,12 +26,15 @@ var reasons = map[failover.Reason]bool{
 
 // FuzzClassify: arbitrary statuses, codes, messages and bodies, in every
 // error shape the classifier reads. It never panics, always returns a
-// defined reason and a hint in [0, MaxRetryHint].
+// defined reason and a hint in [0, MaxRetryHint], or up to 24 h for a quota
+// (a period quota's reset), and no hint on a reason that stops the call.
 func FuzzClassify(f *testing.F) {
 	f.Add(429, "rate_limit_exceeded", "Rate limit reached. Please try again in 6s.", `{"error":{"message":"x"}}`, "20")
 	f.Add(400, "", "max 500 tokens", `[{"error":{"code":400,"status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}]`, "")
 	f.Add(0, "server_error", "status code: 503", `<html>502 Bad Gateway</html>`, "Sat, 01 Jan 2000 00:00:30 GMT")
 	f.Add(529, "overloaded_error", "retry after 1e308 hours", `{"error":"string"}`, "-1")
+	f.Add(429, "resource_exhausted", "Quota exceeded for metric: x, limit: 50", `{"error":{"code":429,"details":[{"violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},{"retryDelay":"17s"}]}}`, "")
+	f.Add(429, "1310", "Weekly/Monthly Limit Exhausted. Your limit will reset at 2000-01-04 18:33:48", `{"error":{"metadata":{"headers":{"X-RateLimit-Reset":"99999999999999"}}}}`, "86400")
 	f.Fuzz(func(t *testing.T, status int, code, msg, body, retryAfter string) {
 		h := http.Header{"Retry-After": {retryAfter}, "X-Ratelimit-Reset-Requests": {retryAfter}}
 		errs := []error{
@@ -39,6 +42,7 @@ func FuzzClassify(f *testing.F) {
 			fmt.Errorf("error, %w", &openai.APIError{Code: status, Message: msg}),
 			&openai.RequestError{HTTPStatusCode: status, Body: []byte(body), Err: errors.New(msg)},
 			headerErr{&openai.APIError{HTTPStatusCode: status, Message: msg}, h},
+			bodyErr{headerErr{&openai.APIError{HTTPStatusCode: status, Code: code, Message: msg}, h}, []byte(body)},
 			errors.New(msg),
 			errors.New(body),
 		}
@@ -47,8 +51,12 @@ func FuzzClassify(f *testing.F) {
 			if !reasons[v.Reason] {
 				t.Fatalf("undefined reason %q for %v", v.Reason, err)
 			}
-			if v.RetryAfter < 0 || v.RetryAfter > failover.MaxRetryHint {
-				t.Fatalf("hint %v out of range for %v", v.RetryAfter, err)
+			limit := failover.MaxRetryHint
+			if v.Reason == failover.ReasonQuota {
+				limit = 24 * time.Hour
+			}
+			if v.RetryAfter < 0 || v.RetryAfter > limit || (!v.Reason.FailsOver() && v.RetryAfter != 0) {
+				t.Fatalf("hint %v out of range for %s: %v", v.RetryAfter, v.Reason, err)
 			}
 		}
 	})

@@ -71,6 +71,16 @@ func (e headerErr) Error() string       { return e.err.Error() }
 func (e headerErr) Unwrap() error       { return e.err }
 func (e headerErr) Header() http.Header { return e.h }
 
+// bodyErr is an error that also carries the raw error body, as the go-openai
+// glue's errors do.
+type bodyErr struct {
+	error
+	body []byte
+}
+
+func (e bodyErr) Unwrap() error { return e.error }
+func (e bodyErr) Body() []byte  { return e.body }
+
 // members builds members named a, b, c… with the given clients, priority 0.
 func members(clients ...*fakeClient) []failover.Member[*fakeClient] {
 	ms := make([]failover.Member[*fakeClient], len(clients))

@@ -107,14 +107,6 @@ func refine(base Reason, msg string) Reason {
 	return base
 }
 
-// reasonFromText returns the reason the text rules give msg, or fallback.
-func reasonFromText(msg string, fallback Reason) Reason {
-	if r := refine(ReasonUnknown, msg); r != ReasonUnknown {
-		return r
-	}
-	return fallback
-}
-
 func containsReason(rs []Reason, r Reason) bool {
 	for _, x := range rs {
 		if x == r {

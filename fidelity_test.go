@@ -43,7 +43,7 @@ func TestTextRulesMatchWords(t *testing.T) {
 func TestMemberModelRefusedBeforeSending(t *testing.T) {
 	srv := failovertest.NewServer()
 	legacy := failover.OpenAIMember("legacy", srv.Config("legacy"))
-	legacy.Model = openai.GPT3TextDavinci003 // completion-only: go-openai refuses it for chat
+	legacy.Model = "text-davinci-003" // completion-only: go-openai refuses it for chat
 	p, err := failover.New([]failover.Member[*openai.Client]{legacy, failover.OpenAIMember("good", srv.Config("good"))})
 	require.NoError(t, err)
 	c := failover.NewOpenAI(p)
@@ -57,7 +57,7 @@ func TestMemberModelRefusedBeforeSending(t *testing.T) {
 	p2, err := failover.New([]failover.Member[*openai.Client]{failover.OpenAIMember("a", srv.Config("a")), failover.OpenAIMember("b", srv.Config("b"))})
 	require.NoError(t, err)
 	req := fixtureRequest
-	req.Model = openai.GPT3TextDavinci003
+	req.Model = "text-davinci-003"
 	_, err = failover.NewOpenAI(p2).CreateChatCompletion(context.Background(), req)
 	assert.ErrorIs(t, err, openai.ErrChatCompletionInvalidModel)
 	for _, st := range p2.Status() {

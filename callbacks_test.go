@@ -178,7 +178,7 @@ func TestBlockingObserver(t *testing.T) {
 		var n atomic.Int64
 		a := &fakeClient{fail: func(int64) error {
 			if n.Add(1) == 1 {
-				return apiErr(500, nil, "once")
+				return apiErr(503, nil, "once")
 			}
 			return nil
 		}}

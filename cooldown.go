@@ -26,17 +26,31 @@ type Cooldowns struct {
 	// until Enable is called, instead of cooling it on the Permanent
 	// schedule and probing it when the window ends.
 	PermanentUntilEnable bool
+	// Blips is how many consecutive server, timeout or network failures
+	// without a retry hint a healthy member may have before the Transient
+	// schedule cools it. Each of them opens a window of no length: the next
+	// call probes the member (one probe at a time) and a success keeps it
+	// in rotation, so a cheap primary that fails now and then keeps its
+	// traffic. A member is healthy when it is Active, its last call
+	// succeeded and its backoff has been forgotten (see stableCalls). Rate
+	// limits, overload, quotas, hints, a first call that fails and failures
+	// of a member that just recovered cool at once.
+	// DefaultCooldowns sets 1; 0 cools at the first failure.
+	Blips int
 }
 
 // DefaultCooldowns returns the default schedules:
 //   - transient: 5 s, ×2 per consecutive failure, cap 5 min, jitter ±20 %;
 //   - quota: 1 h, ×2, cap 24 h, jitter ±20 %;
-//   - permanent: 15 min, ×2, cap 6 h, jitter ±20 %.
+//   - permanent: 15 min, ×2, cap 6 h, jitter ±20 %;
+//   - one blip: a healthy member's first server, timeout or network
+//     failure without a hint opens no window, only a probe.
 func DefaultCooldowns() Cooldowns {
 	return Cooldowns{
 		Transient: Backoff{Base: 5 * time.Second, Max: 5 * time.Minute, Factor: 2, Jitter: 0.2},
 		Quota:     Backoff{Base: time.Hour, Max: 24 * time.Hour, Factor: 2, Jitter: 0.2},
 		Permanent: Backoff{Base: 15 * time.Minute, Max: 6 * time.Hour, Factor: 2, Jitter: 0.2},
+		Blips:     1,
 	}
 }
 
@@ -71,6 +85,9 @@ func (c Cooldowns) validate() []error {
 		if b.b.Factor != 0 && !(b.b.Factor >= 1 && b.b.Factor <= 1e6) {
 			errs = append(errs, fmt.Errorf("%s.Factor: %v is outside [1, 1e6]", field, b.b.Factor))
 		}
+	}
+	if c.Blips < 0 {
+		errs = append(errs, fmt.Errorf("WithCooldowns: Blips: %d is negative", c.Blips))
 	}
 	return errs
 }
@@ -143,6 +160,8 @@ type memberState struct {
 	level     int           // consecutive failures in lane that shaped the window
 	window    time.Duration // length of the last window
 	until     time.Time     // end of the window
+	hintless  bool          // the window has no provider hint behind it
+	earlyAt   time.Time     // the last last-resort probe
 	stable    time.Time     // before this, a failure continues the backoff
 	okCount   int           // consecutive successes since the last failure
 	relapsed  bool          // failed again right after a recovery: flapping
@@ -161,6 +180,7 @@ type memberState struct {
 type grant struct {
 	epoch uint64
 	probe bool
+	early bool // a last-resort probe before the window's end (see lastResort)
 }
 
 // acquire claims the member for a call if it can serve now: Active, or at
@@ -308,6 +328,7 @@ func (s *memberState) fail(g grant, v Verdict, errText string, cd *Cooldowns, r 
 	defer s.mu.Unlock()
 	defer s.count(&ch)
 	lane := v.Reason.Lane()
+	served := s.okCount > 0 // the member's last call succeeded
 	if v.Reason.FailsOver() {
 		s.failures.Add(1)
 		s.failCount++
@@ -340,6 +361,25 @@ func (s *memberState) fail(g grant, v Verdict, errText string, cd *Cooldowns, r 
 		}
 		return change{}
 	}
+	if p == phaseActive && served && s.blip(v, cd, now) {
+		// An isolated failure of a healthy member: a window of no length,
+		// which the next call probes.
+		s.lane, s.level, s.reason, s.window, s.until, s.hintless = LaneTransient, 0, v.Reason, 0, now, true
+		s.dirty.Store(true)
+		s.phase.Store(phaseCooling)
+		s.epoch.Add(1)
+		return change{kind: EventCooldown, until: now, wake: true}
+	}
+	if g.early && p == phaseProbing && lane == LaneTransient {
+		// A failed last-resort probe looked early: the window stands (a
+		// later hint extends it), and the member cools on.
+		s.phase.Store(phaseCooling)
+		if end := now.Add(v.RetryAfter); v.RetryAfter > 0 && end.After(s.until) {
+			s.until, s.hintless = end, false
+			return change{kind: EventCooldown, until: end, wake: true}
+		}
+		return change{wake: true}
+	}
 	level := s.level + 1
 	if lane != s.lane || (p == phaseActive && !now.Before(s.stable)) {
 		level = 1 // a new kind of failure, or the member was stable long enough
@@ -361,7 +401,7 @@ func (s *memberState) open(lane Lane, level int, v Verdict, cd *Cooldowns, r flo
 	if s.relapsed {
 		b.Max = max(b.Max, b.Base, relapseMax) // a flapping member's backoff outgrows the cap
 	}
-	s.window = max(b.Window(level, r), v.RetryAfter)
+	s.window, s.hintless = max(b.Window(level, r), v.RetryAfter), v.RetryAfter == 0
 	if lane == LaneQuota && level == 1 && v.RetryAfter > 0 {
 		// A quota with a hint names its reset (a period quota): rest until
 		// then, not a lane's hour past it. A refusal after the reset backs
@@ -379,6 +419,20 @@ func (s *memberState) open(lane Lane, level int, v Verdict, cd *Cooldowns, r flo
 	}
 	s.epoch.Add(1)
 	return change{kind: kind, until: s.until}
+}
+
+// blip reports whether a failure with v of the Active member is one of the
+// isolated failures Cooldowns.Blips lets pass: a server, timeout or network
+// failure without a hint, within the first Blips consecutive ones, of a
+// member whose backoff is forgotten. It is called with mu held, after
+// failCount counted the failure.
+func (s *memberState) blip(v Verdict, cd *Cooldowns, now time.Time) bool {
+	switch v.Reason {
+	case ReasonServer, ReasonTimeout, ReasonNetwork:
+	default:
+		return false
+	}
+	return v.RetryAfter == 0 && s.failCount <= cd.Blips && (s.level == 0 || !now.Before(s.stable))
 }
 
 // coolWith puts a member of the failing member's Group on the same quota
@@ -450,7 +504,7 @@ func (s *memberState) rest(until time.Time, now time.Time) (ch change) {
 	case phaseDisabled:
 		return change{}
 	}
-	s.lane, s.reason, s.until, s.window = LaneTransient, ReasonRateLimit, until, until.Sub(now)
+	s.lane, s.reason, s.until, s.window, s.hintless = LaneTransient, ReasonRateLimit, until, until.Sub(now), false
 	s.dirty.Store(true)
 	s.phase.Store(phaseCooling)
 	s.epoch.Add(1)

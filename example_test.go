@@ -44,8 +44,8 @@ func ExampleDo() {
 // says when to come back.
 func ExampleError() {
 	pool, _ := failover.New([]failover.Member[string]{{Name: "only", Client: "key"}})
-	overloaded := &openai.APIError{HTTPStatusCode: 529, Type: "overloaded_error", Message: "Overloaded"}
-	fn := func(ctx context.Context, m failover.Member[string]) (string, error) { return "", overloaded }
+	limited := &openai.APIError{HTTPStatusCode: 429, Type: "rate_limit_error", Message: "Rate limit reached"}
+	fn := func(ctx context.Context, m failover.Member[string]) (string, error) { return "", limited }
 
 	_, err := failover.Do(context.Background(), pool, fn)
 	fmt.Println(errors.Is(err, failover.ErrExhausted))
@@ -59,7 +59,7 @@ func ExampleError() {
 	// Output:
 	// true
 	// retry in about 5s
-	// only overloaded true
+	// only rate_limit true
 }
 
 // Classify tells what an error means for failover.

@@ -185,6 +185,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		attempts []Attempt
 		clk      selection
 		waited   time.Time // when the call started to wait, if it did
+		early    bool      // the call made its last-resort probe
 		start    time.Time // of the current attempt, when timed
 	)
 	base := selection{ctx: ctx, tokens: cs.tokens, clock: p.set.now} // what each selection starts from
@@ -198,7 +199,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		}
 
 		wake := p.wake.Load()
-		i, g, ok := p.pick(c, &tried, &clk)
+		i, g, ok := p.next(c, &tried, &clk, &early)
 		if !ok {
 			e := p.unavailable(c, &tried, attempts, cs.tokens, clk.now())
 			if p.wait(ctx, e.RetryAt, *wake, &waited, clk.now()) {

@@ -175,7 +175,7 @@ func TestBadRequestReturnsUnchanged(t *testing.T) {
 func TestUnavailableAndWaitForRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := &fakeClient{fail: firstN(1, headerErr{apiErr(429, nil, "slow down"), http.Header{"Retry-After": {"20"}}})}
-		b := &fakeClient{fail: firstN(1, apiErr(500, nil, "boom"))}
+		b := &fakeClient{fail: firstN(1, apiErr(429, nil, "boom"))}
 		p := newPool(t, members(a, b), failover.WithCooldowns(exact()))
 		start := time.Now()
 
@@ -185,7 +185,7 @@ func TestUnavailableAndWaitForRecovery(t *testing.T) {
 		assert.ErrorIs(t, err, failover.ErrExhausted)
 		require.Len(t, fe.Attempts, 2)
 		assert.Equal(t, failover.ReasonRateLimit, fe.Attempts[0].Reason)
-		assert.Equal(t, failover.ReasonServer, fe.Attempts[1].Reason)
+		assert.Equal(t, failover.ReasonRateLimit, fe.Attempts[1].Reason)
 		var ae *openai.APIError
 		assert.ErrorAs(t, err, &ae)
 
@@ -199,7 +199,7 @@ func TestUnavailableAndWaitForRecovery(t *testing.T) {
 			assert.ErrorIs(t, at.Err, failover.ErrCoolingDown)
 		}
 		assert.Equal(t, failover.ReasonRateLimit, fe.Attempts[0].Reason)
-		assert.Equal(t, failover.ReasonServer, fe.Attempts[1].Reason)
+		assert.Equal(t, failover.ReasonRateLimit, fe.Attempts[1].Reason, "a rate limit is never probed early")
 
 		// A deadline before the recovery: no wait at all.
 		wp := newPool(t, members(a, b), failover.WithWaitForRecovery(time.Minute))
@@ -622,7 +622,7 @@ func TestWaitersFollowTheProbe(t *testing.T) {
 // relapse: the backoff continues, twice as fast.
 func TestBackoffResetsAfterSteadySuccess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fail := apiErr(500, nil, "boom")
+		fail := apiErr(503, nil, "boom")
 		a := &fakeClient{fail: func(n int64) error {
 			if n == 1 || n == 12 || n == 14 {
 				return fail

@@ -91,9 +91,13 @@ func members(clients ...*fakeClient) []failover.Member[*fakeClient] {
 }
 
 // exact is the default schedule without jitter, so windows are exact.
+// exact is the default schedule without jitter and without blips: the
+// first transient failure opens the Transient base window, as the tests
+// of windows expect. blips_test.go covers the default Blips.
 func exact() failover.Cooldowns {
 	c := failover.DefaultCooldowns()
 	c.Transient.Jitter, c.Quota.Jitter, c.Permanent.Jitter = 0, 0, 0
+	c.Blips = 0
 	return c
 }
 

@@ -77,11 +77,11 @@ func TestTransportBadRequestPassesThrough(t *testing.T) {
 	assert.Equal(t, 0, srv.Calls("b"))
 
 	// Every member cooling: a 503 with Retry-After.
-	srv.Script("a", failovertest.Error(500, "server_error", "", "boom"))
-	srv.Script("b", failovertest.Error(500, "server_error", "", "boom"))
+	srv.Script("a", failovertest.Error(429, "rate_limit_error", "", "slow down"))
+	srv.Script("b", failovertest.Error(429, "rate_limit_error", "", "slow down"))
 	resp = post(t, &http.Client{Transport: failover.NewTransport(p)}, `{"model":"m"}`)
 	_ = resp.Body.Close()
-	assert.Equal(t, 500, resp.StatusCode, "the last upstream's answer")
+	assert.Equal(t, 429, resp.StatusCode, "the last upstream's answer")
 	resp = post(t, &http.Client{Transport: failover.NewTransport(p)}, `{"model":"m"}`)
 	_ = resp.Body.Close()
 	assert.Equal(t, 503, resp.StatusCode)

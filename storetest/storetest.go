@@ -164,8 +164,11 @@ func (p *Provider) Call(ctx context.Context, m failover.Member[string]) (string,
 var (
 	// Revoked is OpenAI's 401 for a revoked key.
 	Revoked = &failover.HTTPError{StatusCode: http.StatusUnauthorized, Body: []byte(`{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`)}
-	// ServerError is a bare 500.
+	// ServerError is a bare 500. A healthy member's first one is a blip
+	// (see failover.Cooldowns.Blips): it opens a window of no length.
 	ServerError = &failover.HTTPError{StatusCode: http.StatusInternalServerError, Body: []byte(`{"error":{"message":"The server had an error while processing your request.","type":"server_error"}}`)}
+	// Overloaded is a 503 of an overloaded provider: it cools a member at once.
+	Overloaded = &failover.HTTPError{StatusCode: http.StatusServiceUnavailable, Body: []byte(`{"error":{"message":"The engine is currently overloaded, please try again later.","type":"server_error"}}`)}
 )
 
 // RateLimited is OpenAI's 429 with a Retry-After header.
@@ -350,7 +353,7 @@ func testOneProbe(t *testing.T, connect Connect) {
 	clock := NewClock()
 	up := NewProvider(clock)
 	pools, logs := replicas(t, connect, clock, 4, twoKeys())
-	up.Script("free", ServerError)
+	up.Script("free", Overloaded)
 	serve(t, pools[0], up)
 	var until time.Time
 	Eventually(t, "the cooldown never reached every replica", func() bool {

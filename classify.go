@@ -343,7 +343,7 @@ func statusReason(status int) Reason {
 	switch status {
 	case http.StatusPaymentRequired:
 		return ReasonQuota
-	case http.StatusUnauthorized:
+	case http.StatusUnauthorized, http.StatusProxyAuthRequired:
 		return ReasonAuth
 	case http.StatusForbidden:
 		return ReasonForbidden

@@ -11,6 +11,7 @@ var codeReasons = map[string]Reason{
 	"billing_hard_limit_reached":   ReasonQuota, // OpenAI
 	"billing_not_active":           ReasonQuota, // OpenAI
 	"billing_error":                ReasonQuota, // Anthropic
+	"insufficient_user_quota":      ReasonQuota, // one-api, new-api
 	"insufficient_balance":         ReasonQuota, // DeepSeek, Moonshot
 	"payment_required":             ReasonQuota,
 	"exceeded_current_quota_error": ReasonQuota, // Moonshot

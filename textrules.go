@@ -20,31 +20,31 @@ type textRule struct {
 // table (TestREADMETextRules keeps it in step).
 var textRules = []textRule{
 	// The request does not fit the model.
-	rule(ReasonContextLength, "OpenAI, vLLM, Mistral, xAI", `context_length_exceeded|maximum (?:context|prompt) length|context length (?:is |of )?(?:exceeded|too long)|exceeds? (?:the )?(?:model'?s? )?(?:maximum )?context(?: length| window| size| limit)?|is too long to fit into the model`),
-	rule(ReasonContextLength, "Anthropic, Cohere, Ollama, llama.cpp, LM Studio", `context (?:window|limit)(?: exceeded| of)?|exceed(?:s|ed)? context limit|context size (?:has been )?exceeded|prompt is too long|input is too long|too many input tokens|reduce the length of the messages|input length exceeds|context length of only \d+ tokens|n_keep \(\d+\) >= n_ctx`),
-	rule(ReasonContextLength, "Gemini, Vertex, Bedrock, Perplexity", `input token count(?: \(?\d+\)?| is \d+)? (?:exceeds|but (?:the )?model only supports)|exceeds the maximum number of (?:input )?tokens|exceeds the max(?:imum)? limit of \d+ tokens`),
-	rule(ReasonContextLength, "llama.cpp, vLLM, TGI, SiliconFlow", `exceed_context_size_error|exceeds the available context size|longer than the maximum model length|inputs.{0,3} tokens \+ .{0,3}max_new_tokens.{0,3} must be <=|must have less than \d+ tokens|must be less than max_seq_len`),
+	rule(ReasonContextLength, "OpenAI, vLLM, Mistral, xAI", `context_length_exceeded|maximum (?:context|prompt) length|context length (?:is |of )?(?:exceeded|too long)|exceeds? (?:the )?(?:model'?s? )?(?:maximum )?context(?: length| window| size| limit)?|is too long to fit into the model|(?:longer|greater) than the (?:model'?s? )?(?:maximum )?context length|context overflow`),
+	rule(ReasonContextLength, "Anthropic, Cohere, Ollama, llama.cpp, LM Studio", `context (?:window|limit)(?: exceeded| of)?|exceed(?:s|ed)? context limit|context size (?:has been )?exceeded|prompt is too long|prompt (?:is )?too large|input is too long|too many input tokens|reduce the length of the messages|input length exceeds|context length of only \d+ tokens|n_keep \(\d+\) >= n_ctx`),
+	rule(ReasonContextLength, "Gemini, Vertex, Bedrock, Perplexity", `input token count(?: \(?\d+\)?| is \d+)? (?:exceeds|but (?:the )?model only supports)|exceeds the maximum number of (?:input )?tokens|exceeds the (?:model'?s? )?max(?:imum)? limit of \d+|prompt token count of \d+ exceeds the limit`),
+	rule(ReasonContextLength, "llama.cpp, vLLM, TGI, SiliconFlow", `exceed_context_size_error|exceeds (?:the )?available context size|longer than the maximum model length|inputs.{0,3} tokens \+ .{0,3}max_new_tokens.{0,3} must be <=|must have less than \d+ tokens|must be less than max_seq_len`),
 	rule(ReasonContextLength, "Kimi, DashScope, Qianfan", `exceeded model token limit|model token limit|model max length exceeded|(?:input )?token length too long|range of input length should be|reduce your message length|please reduce the length|max input characters`),
 	// The content is refused.
-	rule(ReasonContentFilter, "OpenAI, Azure, Anthropic, xAI", `content_filter|content management policy|content[ _]policy(?:_violation)?|content filtering(?: policy)?|responsibleaipolicyviolation|safety system|usage polic(?:y|ies)|invalid_prompt|violates (?:our )?(?:usage |content )?(?:policy|policies|guidelines)`),
+	rule(ReasonContentFilter, "OpenAI, Azure, Anthropic, xAI", `content_filter(?:_policy)?|content management(?: policy)?|response was filtered|content[ _]policy(?:_violation)?|content filtering(?: policy)?|responsibleaipolicyviolation|safety system|usage polic(?:y|ies)|invalid_prompt|violates (?:our )?(?:usage |content )?(?:policy|policies|guidelines)`),
 	rule(ReasonContentFilter, "OpenRouter, DashScope, Gemini", `requires moderation|(?:was|been|is) flagged|flagged for|datainspectionfailed|data_inspection_failed|inappropriate content|prohibited content|blocked (?:by|due to) safety`),
 	ruleCJK(ReasonContentFilter, "Zhipu, DashScope", `敏感内容|不安全或敏感|内容安全`),
 	// Where the member may not be used, before "billing": "free tier is not
 	// available in your country. Please enable billing".
 	rule(ReasonForbidden, "Gemini, OpenAI", `location is not supported|not available in your (?:region|country|location)|unsupported_country(?:_region_territory)?`),
 	// Money or a period's allowance is spent.
-	rule(ReasonQuota, "OpenAI, Gemini, Moonshot, OpenRouter", `insufficient_quota|exceeded (?:your|the) (?:current )?quota|quota (?:exceeded|exhausted|has been exceeded)|exceeded_current_quota_error|key limit exceeded`),
+	rule(ReasonQuota, "OpenAI, Gemini, Moonshot, OpenRouter", `insufficient[ _](?:user_)?quota|exceeded (?:your|the) (?:current )?quota|quota (?:limit )?(?:exceeded|exhausted|reached|has been exceeded)|quota_exceeded|quota is not enough|no quota|exceeded_current_quota_error|key limit exceeded|(?:exceeded|exhausted) your (?:[a-z]+ ){0,3}(?:quota|allowance)`),
 	rule(ReasonQuota, "Anthropic, OpenRouter, DeepSeek, xAI, DashScope", `credit balance|insufficient (?:credits?|balance|funds)|insufficient_balance|(?:plan and|check your|update your|enable) billing|billing (?:details|hard limit|is not active|issue)|payment required|out of credits|purchase (?:more )?credits|any credits|more credits|arrearage|extra usage is required|payment (?:is )?past due|update your payment method|spend(?:ing)? limit`),
 	rule(ReasonQuota, "LiteLLM, Anthropic, Ollama, Zhipu, Cohere", `budget (?:has been )?exceeded|exceeded (?:the |your )?budget|reached (?:your|the) (?:[a-z]+ ){0,3}usage limits?|usage limit reached|(?:daily|weekly|monthly) (?:free )?(?:usage |allocation )?(?:limit|quota|allocation)|(?:tokens|requests|calls) (?:per|/) ?(?:day|month)|per[- ](?:day|week|month) (?:limit|quota)`),
 	ruleCJK(ReasonQuota, "Zhipu, Moonshot", `余额不足|已欠费|欠费|额度已用完|资源包|使用上限`),
 	// The key or account is refused.
-	rule(ReasonAuth, "OpenAI, Anthropic, Gemini, xAI, Bedrock", `invalid[ _]api[ _]key|incorrect api key|api key not valid|api_key_invalid|invalid x-api-key|no auth credentials|unauthorized|authentication (?:failed|fails|error)|invalid (?:authentication|bearer token|access token|token)|invalidapikey|invalid subscription key|reported as leaked|security token included in the request is (?:invalid|expired)`),
+	rule(ReasonAuth, "OpenAI, Anthropic, Gemini, xAI, Bedrock", `invalid[ _]api[ _]key|incorrect api key|api key not valid|api_key_invalid|invalid x-api-key|no auth credentials|unauthorized|authentication (?:failed|fails|error)|invalid (?:authentication|bearer token|access token|token)|invalidapikey|invalid subscription key|authorization failed|authentication is (?:currently )?not allowed|reported as leaked|security token included in the request is (?:invalid|expired)`),
 	rule(ReasonAuth, "Groq, OpenRouter, Mistral, LiteLLM", `(?:api )?key (?:has been |was |is )?(?:revoked|disabled|deleted|expired)|(?:account|organization|user) (?:has been |was |is )?(?:deactivated|disabled|suspended|banned|restricted)|token (?:has )?expired|missing (?:api key|authentication)|api key (?:is )?(?:missing|required)|invalid proxy server token`),
 	ruleCJK(ReasonAuth, "Zhipu", `身份验证失败|令牌已过期|api key 无效|无效的api`),
 	// The member may not serve this request.
 	rule(ReasonForbidden, "Gemini, OpenAI, Anthropic, LiteLLM, Qianfan", `permission denied|access denied|forbidden|insufficient permissions|does not have (?:access|permission)|not allowed to access|no permission`),
 	// Too fast: a short window.
-	rule(ReasonRateLimit, "OpenAI, Anthropic, Groq", `rate[ _-]?limit(?:s|ed|ing|_exceeded|_error|_reached)?|too many requests|resource_exhausted|resource exhausted|(?:tokens|requests) per min(?:ute)?`),
+	rule(ReasonRateLimit, "OpenAI, Anthropic, Groq", `rate[ _-]?limit(?:s|ed|ing|_exceeded|_error|_reached)?|too many requests|resource_?exhausted|resource exhausted|request limit (?:exceeded|reached)|(?:tokens|requests) per min(?:ute)?`),
 	rule(ReasonRateLimit, "Bedrock, Mistral, Together, Zhipu", `throttl(?:ed|ing)(?:exception)?|too many (?:concurrent|parallel) requests|concurren(?:cy|t request) limit|concurrency (?:has been )?(?:exceeded|reached)|maximum concurrency|high concurrency`),
 	ruleCJK(ReasonRateLimit, "Zhipu, Moonshot, DashScope", `并发数过高|请求过于频繁|速率限制|限流`),
 	// The provider cannot serve now.
@@ -59,7 +59,7 @@ var textRules = []textRule{
 	// The wire, when only text is left.
 	rule(ReasonTimeout, "Go, Node, Python SDKs", `timeout|timed out|deadline exceeded|etimedout`),
 	rule(ReasonNetwork, "Go, Node, Python, Bun SDKs", `connection (?:refused|reset|error|closed|aborted)|socket connection was closed|econnrefused|econnreset|econnaborted|enotfound|eai_again|epipe|socket hang up|broken pipe|no such host|getaddrinfo|dial tcp|tls:|tls handshake|x509:|unexpected eof|goaway|server closed|malformed http|transport connection broken|fetch failed|stream error: stream id|network (?:error|is unreachable)`),
-	rule(ReasonServer, "OpenAI, Anthropic, Gemini", `internal server error|bad gateway|internal error|server_error|server error|api_error|upstream connect error`),
+	rule(ReasonServer, "OpenAI, Anthropic, Gemini", `internal server error|bad gateway|internal error|server_error|server error|api_error|upstream connect error|origin (?:is )?down|web server is down`),
 }
 
 // refinements says which text reasons may replace a base reason taken from

@@ -328,7 +328,10 @@ func (s *memberState) fail(g grant, v Verdict, errText string, cd *Cooldowns, r 
 	defer s.mu.Unlock()
 	defer s.count(&ch)
 	lane := v.Reason.Lane()
-	served := s.okCount > 0 // the member's last call succeeded
+	// The member served before: its last call succeeded, or it has a
+	// history of calls and nothing left to forget (a clean member counts
+	// no successes, to keep its healthy path off the lock).
+	served := s.okCount > 0 || (!s.dirty.Load() && s.calls.requests() > 1)
 	if v.Reason.FailsOver() {
 		s.failures.Add(1)
 		s.failCount++

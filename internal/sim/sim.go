@@ -65,6 +65,19 @@ type Result struct {
 // SuccessRate is successes per call.
 func (r Result) SuccessRate() float64 { return float64(r.Successes) / float64(r.Calls) }
 
+// PerCall is upstream calls per call made.
+func (r Result) PerCall() float64 { return float64(r.Upstream) / float64(r.Calls) }
+
+// FallbackShare is the share of the calls that members other than the
+// first (the primary) served.
+func (r Result) FallbackShare() float64 {
+	served := 0
+	for i := 1; i < len(r.PerMember); i++ {
+		served += r.PerMember[i] - r.FailedPerMember[i]
+	}
+	return float64(served) / float64(r.Calls)
+}
+
 // Amplification is upstream calls per successful call.
 func (r Result) Amplification() float64 {
 	if r.Successes == 0 {
@@ -132,7 +145,7 @@ func apiErr(status int, msg string) *openai.APIError {
 	return &openai.APIError{HTTPStatusCode: status, Message: msg}
 }
 
-// Scenarios returns the four scenarios of the audit.
+// Scenarios returns the scenarios of the audit.
 func Scenarios() []Scenario {
 	return []Scenario{
 		{
@@ -174,6 +187,44 @@ func Scenarios() []Scenario {
 						return 100 * time.Millisecond, apiErr(500, "The server had an error")
 					}
 					return 300 * time.Millisecond, nil
+				}
+			},
+		},
+		{
+			Name: "blips of a free primary: fails 1 % of its calls at random, a paid fallback, 10 calls/s", Members: 2,
+			Calls: 2000, Interval: 100 * time.Millisecond,
+			New: func() Provider {
+				rng := rand.New(rand.NewPCG(5, 5))
+				return func(i int, _ time.Time) (time.Duration, error) {
+					if i == 0 && rng.IntN(100) == 0 {
+						return 50 * time.Millisecond, apiErr(500, "The server had an error while processing your request")
+					}
+					return 50 * time.Millisecond, nil
+				}
+			},
+		},
+		{
+			Name: "pool of one: a single 500 in 20 calls, one every 100 ms", Members: 1,
+			Calls: 20, Interval: 100 * time.Millisecond,
+			New: func() Provider {
+				n := 0
+				return func(_ int, _ time.Time) (time.Duration, error) {
+					if n++; n == 10 {
+						return 50 * time.Millisecond, apiErr(500, "The server had an error while processing your request")
+					}
+					return 50 * time.Millisecond, nil
+				}
+			},
+		},
+		{
+			Name: "dead primary: fails every call for 10 min, a healthy fallback, 10 calls/s", Members: 2,
+			Calls: 6000, Interval: 100 * time.Millisecond,
+			New: func() Provider {
+				return func(i int, _ time.Time) (time.Duration, error) {
+					if i == 0 {
+						return 50 * time.Millisecond, apiErr(500, "The server had an error while processing your request")
+					}
+					return 50 * time.Millisecond, nil
 				}
 			},
 		},
@@ -343,13 +394,13 @@ func Print(w io.Writer, audit [][]Result) {
 	for _, rs := range audit {
 		fmt.Fprintf(w, "\n%s\n", rs[0].Scenario)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "policy\tsuccess\tupstream/success\tfailed upstream calls\trecovery\tadded p50\tadded p99\t")
+		fmt.Fprintln(tw, "policy\tsuccess\tupstream/call\tfailed upstream calls\tserved by fallbacks\trecovery\tadded p50\tadded p99\t")
 		for _, r := range rs {
 			rec := "-"
 			if r.Recovery >= 0 {
 				rec = r.Recovery.Round(time.Second).String()
 			}
-			fmt.Fprintf(tw, "%s\t%.2f %%\t%.3f\t%d\t%s\t%v\t%v\t\n", r.Policy, 100*r.SuccessRate(), r.Amplification(), r.Wasted, rec, r.AddedP50, r.AddedP99)
+			fmt.Fprintf(tw, "%s\t%.2f %%\t%.3f\t%d\t%.1f %%\t%s\t%v\t%v\t\n", r.Policy, 100*r.SuccessRate(), r.PerCall(), r.Wasted, 100*r.FallbackShare(), rec, r.AddedP50, r.AddedP99)
 		}
 		_ = tw.Flush()
 	}

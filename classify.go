@@ -98,6 +98,12 @@ type Verdict struct {
 	Reason     Reason
 	Status     int           // HTTP status when known, 0 otherwise
 	RetryAfter time.Duration // the provider's retry hint, a floor for the cooldown; 0 if none
+	// Reset marks a quota whose RetryAfter is the wait until the
+	// provider's reset of a spent period quota (per day, week or month, or
+	// a reset the provider wrote out): the member's first quota window is
+	// then exactly RetryAfter, not the quota lane's hour (see
+	// Cooldowns.Quota).
+	Reset bool
 }
 
 // Classifier classifies an error. It returns ok=false to leave the error to

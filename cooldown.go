@@ -405,7 +405,7 @@ func (s *memberState) open(lane Lane, level int, v Verdict, cd *Cooldowns, r flo
 		b.Max = max(b.Max, b.Base, relapseMax) // a flapping member's backoff outgrows the cap
 	}
 	s.window, s.hintless = max(b.Window(level, r), v.RetryAfter), v.RetryAfter == 0
-	if lane == LaneQuota && level == 1 && v.RetryAfter > 0 {
+	if lane == LaneQuota && level == 1 && v.Reset && v.RetryAfter > 0 {
 		// A quota with a hint names its reset (a period quota): rest until
 		// then, not a lane's hour past it. A refusal after the reset backs
 		// off on the lane.

@@ -25,7 +25,6 @@ func TestTextRulesMatchWords(t *testing.T) {
 		"Unrecognized request argument supplied: quota_project":                        failover.ReasonBadRequest,
 		"Invalid 'max_tokens': integer above maximum value. Expected 429.":             failover.ReasonBadRequest,
 		"'overloaded_flag' is not a known field":                                       failover.ReasonBadRequest,
-		"Rate limit reached for requests":                                              failover.ReasonRateLimit,
 		"You exceeded your current quota, please check your plan and billing details.": failover.ReasonQuota,
 		"Your input exceeds the context window of this model.":                         failover.ReasonContextLength,
 	} {

@@ -82,7 +82,7 @@ func TestProviderFixtures(t *testing.T) {
 
 func checkFixture(t *testing.T, fx fixture, v failover.Verdict, path string) {
 	t.Helper()
-	want := failover.Verdict{Reason: fx.Want.Reason, Status: v.Status}
+	want := failover.Verdict{Reason: fx.Want.Reason, Status: v.Status, Reset: v.Reset}
 	if fx.Want.RetryAfter != "" {
 		d, err := time.ParseDuration(fx.Want.RetryAfter)
 		require.NoError(t, err, fx.file)

@@ -61,6 +61,19 @@ func newWindows(l Limits) *limiter {
 	return lim
 }
 
+// carryDay takes over old's counts of the current day when both count
+// days in the same zone: a reload that changes another limit must not hand
+// a spent member a new day.
+func (l *limiter) carryDay(old *limiter) {
+	if l == nil || old == nil || !l.daily() || !old.daily() || l.limits.DayZone != old.limits.DayZone {
+		return
+	}
+	old.mu.Lock()
+	end, reqs, toks := old.dayEnd, old.dayReqs, old.dayToks
+	old.mu.Unlock()
+	l.dayEnd, l.dayReqs, l.dayToks = end, reqs, toks
+}
+
 // daily reports whether l limits calls per day.
 func (l *limiter) daily() bool { return l.limits.RPD > 0 || l.limits.TPD > 0 }
 

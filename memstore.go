@@ -106,7 +106,9 @@ func (m *MemoryStore) Take(_ context.Context, member string, l Limits, tokens in
 	m.init()
 	lim := m.limits[member]
 	if lim == nil || lim.limits != l {
-		lim = newWindows(l)
+		fresh := newWindows(l)
+		fresh.carryDay(lim) // other limits keep the day's counts
+		lim = fresh
 		m.limits[member] = lim
 	}
 	m.mu.Unlock()

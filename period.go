@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"bytes"
 	"net/http"
 	"regexp"
 	"strings"
@@ -25,7 +26,7 @@ var (
 	// longPeriod finds a limit of a day or longer: "tokens per day (TPD)",
 	// "daily limit", "Weekly/Monthly Limit Exhausted", OpenRouter's
 	// "free-models-per-day", Cohere's "1000 API calls / month".
-	longPeriod = regexp.MustCompile(`(?i)(?:^|[^a-z0-9_])(?:per[- ](?:day|week|month)|daily|weekly|monthly|rpd|tpd|each day|a day|/ ?(?:day|week|month))(?:$|[^a-z0-9_])|每日|每天|今日|本周|每周|本月|每月`)
+	longPeriod = regexp.MustCompile(`(?i)(?:^|[^a-z0-9_])(?:(?:per|a|each)[- ](?:day|week|month)|(?:daily|weekly|monthly)(?: free)? (?:usage |request |token )?(?:limit|quota|allocation|allowance|cap)s?|rpd|tpd|/ ?(?:day|week|month))(?:$|[^a-z0-9_])|每日|每天|今日|本周|每周|本月|每月`)
 	// googleDay and googleMinute find the period of a Google quota: a
 	// QuotaFailure quotaId (GenerateRequestsPerDayPerProjectPerModel-FreeTier)
 	// or a metric name (…/generate_content_requests_per_minute_per_…). A
@@ -60,9 +61,9 @@ func periodVerdict(v Verdict, f errInfo, hint time.Duration, now time.Time) Verd
 	switch {
 	case limitZero.MatchString(f.msg):
 		v.Reason, v.RetryAfter = ReasonQuota, 0
-	case longPeriod.MatchString(f.msg) || googleDay.MatchString(text):
-		v.Reason = ReasonQuota
-		if googleDay.MatchString(text) {
+	case longPeriod.MatchString(f.msg) || (google(f) && googleDay.MatchString(text)):
+		v.Reason, v.Reset = ReasonQuota, true
+		if google(f) && googleDay.MatchString(text) {
 			// Google's daily quotas reset at midnight Pacific time; a
 			// retryDelay of seconds on a spent daily quota is not the reset.
 			hint = max(hint, untilPacificMidnight(now))
@@ -79,8 +80,15 @@ func periodVerdict(v Verdict, f errInfo, hint time.Duration, now time.Time) Verd
 		v.Reason = ReasonRateLimit
 	case v.Reason == ReasonQuota && hint == 0:
 		v.RetryAfter = periodCap(writtenReset(f, now))
+		v.Reset = v.RetryAfter > 0
 	}
 	return v
+}
+
+// google reports whether f is a Google API error: a google.rpc status or
+// a googleapis.com quota.
+func google(f errInfo) bool {
+	return strings.Contains(f.codes, "resource_exhausted") || strings.Contains(f.msg, "googleapis.com") || bytes.Contains(f.body, []byte("googleapis.com"))
 }
 
 // writtenReset is the time until a reset written out in f's message, or 0.
@@ -128,18 +136,26 @@ func zhipu(f errInfo) bool {
 // Sunday of March to first Sunday of November, at 02:00 local) so that it
 // needs no time zone database.
 func untilPacificMidnight(now time.Time) time.Duration {
-	offset := -8 * time.Hour
-	y := now.UTC().Year()
+	offset := pacificOffset(now)
+	t := now.In(time.FixedZone("Pacific", int(offset/time.Second)))
+	next := time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, time.FixedZone("Pacific", int(offset/time.Second)))
+	// Between 00:00 and 02:00 of a change day the next midnight has the
+	// other offset: build it again with the offset it has.
+	if o := pacificOffset(next); o != offset {
+		next = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, time.FixedZone("Pacific", int(o/time.Second)))
+	}
+	return next.Sub(now)
+}
+
+// pacificOffset is America/Los_Angeles's UTC offset at t.
+func pacificOffset(t time.Time) time.Duration {
+	y := t.UTC().Year()
 	start := nthSunday(y, time.March, 2).Add(10 * time.Hour) // 02:00 PST
 	end := nthSunday(y, time.November, 1).Add(9 * time.Hour) // 02:00 PDT
-	if !now.Before(start) && now.Before(end) {
-		offset = -7 * time.Hour
+	if !t.Before(start) && t.Before(end) {
+		return -7 * time.Hour
 	}
-	// Midnight never falls inside a change (they happen at 02:00), so the
-	// next midnight has now's offset.
-	loc := time.FixedZone("Pacific", int(offset/time.Second))
-	t := now.In(loc)
-	return time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, loc).Sub(now)
+	return -8 * time.Hour
 }
 
 // nthSunday is 00:00 UTC of the n-th Sunday of month m in year y.

@@ -53,28 +53,20 @@ type Limits struct {
 	DayZone string `json:"day_zone,omitempty"`
 }
 
-// zones caches the locations of DayZone names.
-var zones sync.Map // string → *time.Location
-
-// loadZone returns the location of a DayZone name.
+// loadZone returns the location of a DayZone name. A limiter loads its
+// zone once, when New or Update makes it.
 func loadZone(name string) (*time.Location, error) {
 	if name == "" || name == "UTC" {
 		return time.UTC, nil
 	}
-	if loc, ok := zones.Load(name); ok {
-		return loc.(*time.Location), nil
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		return nil, err
-	}
-	zones.Store(name, loc)
-	return loc, nil
+	return time.LoadLocation(name)
 }
 
 // DayEnd returns when the day of RPD and TPD that holds now ends: the
 // next midnight in DayZone after now. A DayZone that [New] rejects counts
-// as UTC. Stores use it to count every replica's calls in the same day.
+// as UTC. Stores use it to count every replica's calls in the same day; it
+// loads the zone on each call, so a store keeps the answer until the day
+// ends (redisstore does).
 func (l Limits) DayEnd(now time.Time) time.Time {
 	loc, err := loadZone(l.DayZone)
 	if err != nil {
@@ -205,7 +197,9 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 			st = &memberState{name: m.Name, sh: p.sh}
 		}
 		if !sameLimits { // same limits keep their history
-			st.lim.Store(newLimiter(m.Limits, m.Name, p.sh))
+			lim := newLimiter(m.Limits, m.Name, p.sh)
+			lim.carryDay(st.lim.Load()) // and other limits keep the day's counts
+			st.lim.Store(lim)
 		}
 		c.members[i] = entry[C]{Member: m, st: st}
 		c.byName[m.Name] = i

@@ -68,7 +68,7 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	if opened {
 		first, err = st.Recv()
 		if err == nil && failedChunk(first) {
-			err = errFailedChunk
+			err = failedChunkError()
 		}
 	} else if err == nil {
 		err = errors.New("failover: the client returned neither a stream nor an error")
@@ -103,10 +103,13 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	return nil, x.wrap(err, m.Model, o.pool.secrets())
 }
 
-// errFailedChunk is the failure of a stream whose first chunk ends with
+// failedChunkError is the failure of a stream whose first chunk ends with
 // finish_reason "error" and no content: OpenRouter's way of reporting an
-// upstream failure inside a 200 stream.
-var errFailedChunk = &openai.APIError{Type: "server_error", Message: `failover: the first chunk ended with finish_reason "error"`}
+// upstream failure inside a 200 stream. Each failure has its own error:
+// the pool redacts errors in place.
+func failedChunkError() error {
+	return &openai.APIError{Type: "server_error", Message: `failover: the first chunk ended with finish_reason "error"`}
+}
 
 // failedChunk reports whether c ends the stream with finish_reason "error"
 // before any content.
@@ -236,6 +239,7 @@ type sseBody struct {
 	lineLen   int    // the current line's length so far
 	event     []byte // the current line, while it may be an error event
 	candidate bool   // event holds the current line
+	decided   bool   // the line's first doneLineCap bytes were seen
 	done      bool
 	err       error // sticky: a line too long, or an error event
 }
@@ -276,29 +280,44 @@ func (b *sseBody) Read(p []byte) (int, error) {
 		}
 		b.line, b.lineLen, b.event, b.candidate = b.line[:0], 0, b.event[:0], true
 	}
+	if errors.Is(err, io.EOF) && b.events && b.candidate && isErrorEvent(b.event) {
+		b.err = eventError(b.event) // the last line, without its newline
+		return n, b.err
+	}
 	if errors.Is(err, io.EOF) && !b.done {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
 }
 
-// keepEvent collects the current line while it may be an error event: no
-// more than its first doneLineCap bytes unless they say it is one.
+// keepEvent collects the current line while it may be an error event: its
+// first doneLineCap bytes until they decide, the rest (up to maxErrorBody)
+// only once they say it is one.
 func (b *sseBody) keepEvent(seg []byte) {
 	if b.lineLen == 0 {
-		b.event, b.candidate = b.event[:0], true
+		b.event, b.candidate, b.decided = b.event[:0], true, false
 	}
 	if !b.candidate {
 		return
+	}
+	if !b.decided {
+		take := min(len(seg), doneLineCap-len(b.event))
+		b.event = append(b.event, seg[:take]...)
+		seg = seg[take:]
+		if len(b.event) < doneLineCap {
+			return // the line's end decides
+		}
+		b.decided = true
+		if !isErrorEvent(b.event) {
+			b.event, b.candidate = b.event[:0], false
+			return
+		}
 	}
 	if len(b.event)+len(seg) > maxErrorBody {
 		b.event, b.candidate = b.event[:0], false
 		return
 	}
 	b.event = append(b.event, seg...)
-	if len(b.event) >= doneLineCap && !isErrorEvent(b.event[:doneLineCap]) {
-		b.event, b.candidate = b.event[:0], false
-	}
 }
 
 // isDoneLine reports whether line is the end marker "data: [DONE]".
@@ -323,20 +342,28 @@ func isErrorEvent(start []byte) bool {
 	return false
 }
 
-// eventError is go-openai's mid-stream error for an error event line.
+// eventError is go-openai's mid-stream error for an error event line:
+// {"type":"error","error":{"type":…,"message":…}} or {"error":"text"}.
 func eventError(line []byte) error {
 	rest, _ := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:"))
-	codes, msg := bodyFields(bytes.TrimSpace(rest))
-	f := strings.Fields(codes)
-	e := &openai.APIError{Message: msg}
-	if len(f) > 0 && f[0] != "<nil>" {
-		e.Code = f[0]
+	rest = bytes.TrimSpace(rest)
+	var ev struct {
+		Error json.RawMessage `json:"error"`
 	}
-	if len(f) > 1 {
-		e.Type = f[1]
-	}
-	if e.Message == "" {
-		e.Message = string(rest)
+	e := &openai.APIError{Message: string(rest)}
+	if json.Unmarshal(rest, &ev) == nil {
+		var inner struct {
+			Type    string `json:"type"`
+			Code    any    `json:"code"`
+			Message string `json:"message"`
+		}
+		var text string
+		switch {
+		case json.Unmarshal(ev.Error, &inner) == nil:
+			e.Type, e.Code, e.Message = inner.Type, inner.Code, inner.Message
+		case json.Unmarshal(ev.Error, &text) == nil:
+			e.Message = text
+		}
 	}
 	return fmt.Errorf("error, %w", e)
 }

@@ -38,11 +38,11 @@ var textRules = []textRule{
 	rule(ReasonQuota, "LiteLLM, Anthropic, Ollama, Zhipu, Cohere", `budget (?:has been )?exceeded|exceeded (?:the |your )?budget|reached (?:your|the) (?:[a-z]+ ){0,3}usage limits?|usage limit reached|(?:daily|weekly|monthly) (?:free )?(?:usage |allocation )?(?:limit|quota|allocation)|(?:tokens|requests|calls) (?:per|/) ?(?:day|month)|per[- ](?:day|week|month) (?:limit|quota)`),
 	ruleCJK(ReasonQuota, "Zhipu, Moonshot", `余额不足|已欠费|欠费|额度已用完|资源包|使用上限`),
 	// The key or account is refused.
-	rule(ReasonAuth, "OpenAI, Anthropic, Gemini, xAI, Bedrock", `invalid[ _]api[ _]key|incorrect api key|api key not valid|api_key_invalid|invalid x-api-key|no auth credentials|unauthorized|authentication (?:failed|fails|error)|invalid (?:authentication|bearer token|access token|token)|invalidapikey|invalid subscription key|authorization failed|authentication is (?:currently )?not allowed|reported as leaked|security token included in the request is (?:invalid|expired)`),
+	rule(ReasonAuth, "OpenAI, Anthropic, Gemini, xAI, Bedrock", `invalid[ _]api[ _]key|incorrect api key|api key not valid|api_key_invalid|invalid x-api-key|no auth credentials|unauthorized|authentication (?:failed|fails|error)|invalid (?:authentication|bearer token|access token|api token|auth token)|invalidapikey|invalid subscription key|authorization failed|authentication is (?:currently )?not allowed|reported as leaked|security token included in the request is (?:invalid|expired)`),
 	rule(ReasonAuth, "Groq, OpenRouter, Mistral, LiteLLM", `(?:api )?key (?:has been |was |is )?(?:revoked|disabled|deleted|expired)|(?:account|organization|user) (?:has been |was |is )?(?:deactivated|disabled|suspended|banned|restricted)|token (?:has )?expired|missing (?:api key|authentication)|api key (?:is )?(?:missing|required)|invalid proxy server token`),
 	ruleCJK(ReasonAuth, "Zhipu", `身份验证失败|令牌已过期|api key 无效|无效的api`),
 	// The member may not serve this request.
-	rule(ReasonForbidden, "Gemini, OpenAI, Anthropic, LiteLLM, Qianfan", `permission denied|access denied|forbidden|insufficient permissions|does not have (?:access|permission)|not allowed to access|no permission`),
+	rule(ReasonForbidden, "Gemini, OpenAI, Anthropic, LiteLLM, Qianfan", `permission denied|access denied|insufficient permissions|does not have (?:access|permission)|not allowed to access|no permission`),
 	// Too fast: a short window.
 	rule(ReasonRateLimit, "OpenAI, Anthropic, Groq", `rate[ _-]?limit(?:s|ed|ing|_exceeded|_error|_reached)?|too many requests|resource_?exhausted|resource exhausted|request limit (?:exceeded|reached)|(?:tokens|requests) per min(?:ute)?`),
 	rule(ReasonRateLimit, "Bedrock, Mistral, Together, Zhipu", `throttl(?:ed|ing)(?:exception)?|too many (?:concurrent|parallel) requests|concurren(?:cy|t request) limit|concurrency (?:has been )?(?:exceeded|reached)|maximum concurrency|high concurrency`),
@@ -52,7 +52,7 @@ var textRules = []textRule{
 	rule(ReasonOverloaded, "TGI, Bedrock, Ollama, Envoy, Cloudflare", `(?:model|server) is (?:not ready|loading|currently loading|starting)|is currently loading|modelnotready|no healthy upstream|reset reason: overflow|no more data centers`),
 	ruleCJK(ReasonOverloaded, "Zhipu", `访问量过大|服务繁忙|稍后重试`),
 	// The member does not have the model or the operation.
-	rule(ReasonNotFound, "OpenAI, Groq, DeepSeek, Mistral, OpenRouter, LiteLLM", "model_not_found|model not found|model .{0,80}does not exist|model (?:does )?not exists?|no such model|unknown model|invalid model(?: name| id)?|not a valid model(?: id)?|(?:has been|was) decommissioned|model_decommissioned|model_is_deactivated"),
+	rule(ReasonNotFound, "OpenAI, Groq, DeepSeek, Mistral, OpenRouter, LiteLLM", "model_not_found|model not found|model .{0,80}does not exist|model (?:does )?not exists?|no such model|unknown model|invalid model(?: name| id| identifier|:| '| \\x22)|not a valid model(?: id)?|(?:has been|was) decommissioned|model_decommissioned|model_is_deactivated"),
 	rule(ReasonNotFound, "Azure, OpenRouter, Bedrock, Ollama, go-openai", "no endpoints found|operationnotsupported|deploymentnotfound|not supported (?:with|by|on|for) this (?:method|endpoint|api|deployment|operation)|on-demand throughput isn.t supported|does not support (?:tools|function calling|images|vision)"),
 	// The provider's own failure behind a gateway's 400.
 	rule(ReasonServer, "Cloudflare AI Gateway, LM Studio", `failed to get response from provider|failed to load model`),
@@ -67,7 +67,7 @@ var textRules = []textRule{
 // a spent quota, but a 401 never becomes a rate limit. A base reason that
 // is not listed keeps its verdict; unknown (no status) lets every rule in.
 var refinements = map[Reason][]Reason{
-	ReasonBadRequest: {ReasonContextLength, ReasonContentFilter, ReasonQuota, ReasonAuth, ReasonForbidden, ReasonNotFound, ReasonRateLimit, ReasonOverloaded, ReasonServer},
+	ReasonBadRequest: {ReasonContextLength, ReasonContentFilter, ReasonQuota, ReasonAuth, ReasonForbidden, ReasonNotFound, ReasonOverloaded, ReasonServer},
 	ReasonForbidden:  {ReasonContentFilter, ReasonQuota, ReasonAuth, ReasonRateLimit},
 	ReasonRateLimit:  {ReasonQuota, ReasonOverloaded},
 	ReasonOverloaded: {ReasonQuota},
@@ -77,8 +77,8 @@ var refinements = map[Reason][]Reason{
 }
 
 // boundary is what may stand beside a matched phrase: not a letter, digit
-// or underscore.
-const boundary = `[^a-zA-Z0-9_]`
+// or underscore, or a word boundary (after a phrase that ends in a quote).
+const boundary = `[^a-zA-Z0-9_]|\b`
 
 func rule(r Reason, from, pattern string) textRule {
 	return textRule{r, from, regexp.MustCompile(`(?i)(?:^|` + boundary + `)(?:` + pattern + `)(?:$|` + boundary + `)`)}

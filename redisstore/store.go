@@ -54,6 +54,8 @@ type Store struct {
 	// pings (pingUp; tests shorten it).
 	pingEvery time.Duration
 
+	days sync.Map // DayZone → dayOf: the day a replica last counted in
+
 	mu       sync.Mutex
 	pending  map[string]failover.Shared // saved, not yet written
 	watchers []func(failover.Shared)
@@ -218,6 +220,22 @@ func (s *Store) Lease(ctx context.Context, member, holder string, now time.Time)
 	return time.UnixMilli(r[1]), r[0] == 1, nil
 }
 
+// dayOf is a day of a DayZone: an instant in it and its end.
+type dayOf struct{ asked, end time.Time }
+
+// dayEnd is l.DayEnd(now), loading the zone once a day rather than on
+// every call: any instant from asked to end is in the same day.
+func (s *Store) dayEnd(l failover.Limits, now time.Time) time.Time {
+	if v, ok := s.days.Load(l.DayZone); ok {
+		if d := v.(dayOf); !now.Before(d.asked) && now.Before(d.end) {
+			return d.end
+		}
+	}
+	end := l.DayEnd(now)
+	s.days.Store(l.DayZone, dayOf{now, end})
+	return end
+}
+
 // Take implements failover.Store.
 func (s *Store) Take(ctx context.Context, member string, l failover.Limits, tokens int, now time.Time) (bool, time.Time, error) {
 	if s.down.Load() {
@@ -228,7 +246,7 @@ func (s *Store) Take(ctx context.Context, member string, l failover.Limits, toke
 	k := s.keys
 	var dayEnd int64 // the day's key: every replica counts the same day
 	if l.RPD > 0 || l.TPD > 0 {
-		dayEnd = l.DayEnd(now).UnixMilli()
+		dayEnd = s.dayEnd(l, now).UnixMilli()
 	}
 	r, err := takeScript.Run(cctx, s.rdb, []string{k.starts(member), k.tokens(member), k.sum(member), k.seq(member), k.day(member, dayEnd)},
 		now.UnixMilli(), l.RPM, l.TPM, tokens, l.RPD, l.TPD, dayEnd).Int64Slice()

@@ -245,7 +245,7 @@ func TestDailyLimitsStatus(t *testing.T) {
 		p := newPool(t, ms)
 		st := status(t, p, "a")
 		assert.Zero(t, st.RequestsToday)
-		assert.Equal(t, time.Date(2026, 6, 11, 0, 0, 0, 0, la), st.DayEnds, "the day ends before any call")
+		assert.Equal(t, time.Date(2026, 6, 11, 0, 0, 0, 0, la).UTC(), st.DayEnds.UTC(), "the day ends before any call")
 		for range 3 {
 			_, err := failover.Do(ctx, p, call, failover.Tokens(250))
 			require.NoError(t, err)
@@ -267,7 +267,7 @@ func TestDailyLimitsStatus(t *testing.T) {
 		st = status(t, p, "a")
 		assert.Zero(t, st.RequestsToday)
 		assert.Zero(t, st.TokensToday)
-		assert.Equal(t, time.Date(2026, 6, 12, 0, 0, 0, 0, la), st.DayEnds)
+		assert.Equal(t, time.Date(2026, 6, 12, 0, 0, 0, 0, la).UTC(), st.DayEnds.UTC())
 	})
 }
 

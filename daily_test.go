@@ -93,7 +93,7 @@ func TestRPDSkipsUntilMidnight(t *testing.T) {
 		}
 		_, err := failover.Do(ctx, p, call)
 		fe := limitedSkip(t, err, "a")
-		assert.Equal(t, midnight, fe.RetryAt)
+		assert.True(t, midnight.Equal(fe.RetryAt), "%v, want %v", fe.RetryAt, midnight)
 		assert.Contains(t, err.Error(), "over its limits until 2026-06-11T07:00:00Z")
 		assert.EqualValues(t, 2, a.calls.Load(), "no upstream call once the day is spent")
 
@@ -103,7 +103,7 @@ func TestRPDSkipsUntilMidnight(t *testing.T) {
 		assert.EqualValues(t, 2, a.calls.Load())
 		st := status(t, p, "a")
 		assert.Equal(t, 2, st.RequestsToday)
-		assert.Equal(t, midnight, st.DayEnds)
+		assert.True(t, midnight.Equal(st.DayEnds), "%v, want %v", st.DayEnds, midnight)
 		assert.EqualValues(t, 2, st.Limited)
 
 		time.Sleep(time.Nanosecond)
@@ -112,7 +112,7 @@ func TestRPDSkipsUntilMidnight(t *testing.T) {
 		assert.EqualValues(t, 3, a.calls.Load())
 		st = status(t, p, "a")
 		assert.Equal(t, 1, st.RequestsToday)
-		assert.Equal(t, midnight.AddDate(0, 0, 1), st.DayEnds)
+		assert.True(t, midnight.AddDate(0, 0, 1).Equal(st.DayEnds), "%v", st.DayEnds)
 
 		// The last resort waits for the reset when the budget allows it.
 		w := members(&fakeClient{})
@@ -155,9 +155,9 @@ func TestDayResetAcrossDST(t *testing.T) {
 			_, err = failover.Do(ctx, p, call)
 			fe := limitedSkip(t, err, "a")
 			want := tc.day.Add(time.Duration(tc.hours) * time.Hour)
-			assert.Equal(t, want, fe.RetryAt, name)
+			assert.True(t, want.Equal(fe.RetryAt), "%v, want %v %s", fe.RetryAt, want, name)
 			assert.Equal(t, 0, fe.RetryAt.In(tc.day.Location()).Hour(), name+": the reset is at local midnight")
-			assert.Equal(t, want, ms[0].Limits.DayEnd(time.Now()), name)
+			assert.True(t, want.Equal(ms[0].Limits.DayEnd(time.Now())), "%v, want %v %s", ms[0].Limits.DayEnd(time.Now()), want, name)
 
 			sleepUntil(want.Add(-time.Nanosecond))
 			_, err = failover.Do(ctx, p, call)
@@ -205,7 +205,7 @@ func TestTPDLimit(t *testing.T) {
 		st := status(t, p, "a")
 		assert.Equal(t, 3, st.RequestsToday)
 		assert.Equal(t, 1000, st.TokensToday)
-		assert.Equal(t, midnight, st.DayEnds)
+		assert.True(t, midnight.Equal(st.DayEnds), "%v, want %v", st.DayEnds, midnight)
 
 		only := members(&fakeClient{})
 		only[0].Limits = failover.Limits{TPD: 1000, DayZone: "America/Los_Angeles"}
@@ -230,7 +230,7 @@ func TestTPDLimit(t *testing.T) {
 		require.NoError(t, err)
 		_, err = failover.Do(ctx, np, call, failover.Tokens(1))
 		fe = limitedSkip(t, err, "a")
-		assert.Equal(t, midnight.AddDate(0, 0, 1), fe.RetryAt)
+		assert.True(t, midnight.AddDate(0, 0, 1).Equal(fe.RetryAt), "%v", fe.RetryAt)
 	})
 }
 

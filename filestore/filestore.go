@@ -90,6 +90,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	pending  map[string]failover.Shared // saved, not yet written
+	queue    []*op                      // read-modify-writes waiting for the next transaction
 	watchers []func(failover.Shared)
 	states   map[string]failover.Shared // the file's states, as last read
 	seen     map[string]uint64          // the largest version of each member passed to the watchers
@@ -384,36 +385,64 @@ func (s *Store) deliver(states []failover.Shared) {
 	}
 }
 
-// update runs one read-modify-write of the file: under the lock it reads
-// the file, applies the queued saves and then fn (which reports whether
-// it changed d), and writes the result if anything changed. Then it
-// passes the answers to the saves and the other processes' changes it
-// read to the watchers.
-func (s *Store) update(ctx context.Context, fn func(d *document) bool) error {
-	if fn != nil {
-		s.mu.Lock()
-		closed := s.closed
-		s.mu.Unlock()
-		if closed {
-			return ErrClosed
-		}
-	}
-	out, err := s.transact(ctx, fn)
-	s.deliver(out)
-	return err
+// op is one read-modify-write of the file that a caller waits for: fn
+// changes d and reports whether it did; nil only writes the queued saves.
+type op struct {
+	ctx  context.Context
+	fn   func(d *document) bool
+	err  error      // its own failure: its caller had gone
+	done chan error // its outcome
 }
 
-func (s *Store) transact(ctx context.Context, fn func(d *document) bool) ([]failover.Shared, error) {
+// update runs fn in a read-modify-write of the file and returns when it is
+// written. The callers waiting at once share one (a group commit): under
+// the lock one of them reads the file, applies the queued saves and then
+// each fn in turn, and writes the result if anything changed. Then it
+// passes the answers to the saves, and the other processes' changes it
+// read, to the watchers.
+func (s *Store) update(ctx context.Context, fn func(d *document) bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	s.mu.Lock()
+	if fn != nil && s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.queue = append(s.queue, o)
+	s.mu.Unlock()
+	s.txMu.Lock()
+	select {
+	case err := <-o.done: // in the batch of a caller before us
+		s.txMu.Unlock()
+		return err
+	default:
+	}
+	s.mu.Lock()
+	batch := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	out, err := s.transact(ctx, batch)
+	for _, b := range batch {
+		if b.err == nil {
+			b.err = err
+		}
+		b.done <- b.err // before the next caller takes txMu
+	}
+	s.txMu.Unlock()
+	s.deliver(out)
+	return <-o.done
+}
+
+// transact runs batch in one read-modify-write of the file, with txMu
+// held. Its error is the error of every op in batch.
+func (s *Store) transact(ctx context.Context, batch []*op) ([]failover.Shared, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, lockWait)
 		defer cancel()
 	}
-	s.txMu.Lock()
-	defer s.txMu.Unlock()
 	if s.lockClosed {
 		return nil, ErrClosed
 	}
@@ -433,8 +462,16 @@ func (s *Store) transact(ctx context.Context, fn func(d *document) bool) ([]fail
 	s.mu.Unlock()
 	answers := apply(d, saves)
 	changed := len(saves) > 0
-	if fn != nil && fn(d) {
-		changed = true
+	for _, o := range batch {
+		if o.fn == nil {
+			continue
+		}
+		if o.err = o.ctx.Err(); o.err != nil {
+			continue // its caller has gone
+		}
+		if o.fn(d) {
+			changed = true
+		}
 	}
 	if changed {
 		if st, err = write(s.path, d, st); err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/llmfailover/failover"
@@ -103,24 +104,29 @@ func decode(data []byte) (*document, error) {
 	}
 	// The marker first, so that a foreign JSON file says so rather than
 	// which of its fields this package does not know.
-	var head struct {
-		Format  *string `json:"format"`
-		Version *int    `json:"version"`
-	}
+	var head map[string]json.RawMessage
 	if err := json.Unmarshal(data, &head); err != nil {
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) {
+			return nil, fmt.Errorf("%w: JSON %s, not an object", ErrFormat, typ.Value)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrFormat, jsonError(err))
 	}
+	var format string
+	var version int
 	switch {
-	case head.Format == nil:
+	case head["format"] == nil:
 		return nil, fmt.Errorf("%w: no \"format\" field (JSON of another program?)", ErrFormat)
-	case *head.Format != formatName:
-		return nil, fmt.Errorf("%w: format %q, want %q", ErrFormat, *head.Format, formatName)
-	case head.Version == nil:
+	case json.Unmarshal(head["format"], &format) != nil || format != formatName:
+		return nil, fmt.Errorf("%w: format %s, want %q", ErrFormat, head["format"], formatName)
+	case head["version"] == nil:
 		return nil, fmt.Errorf("%w: no \"version\" field", ErrFormat)
-	case *head.Version > formatVersion:
-		return nil, fmt.Errorf("%w: format version %d is newer than this package's %d; upgrade github.com/llmfailover/failover", ErrFormat, *head.Version, formatVersion)
-	case *head.Version != formatVersion:
-		return nil, fmt.Errorf("%w: unknown format version %d", ErrFormat, *head.Version)
+	case json.Unmarshal(head["version"], &version) != nil:
+		return nil, fmt.Errorf("%w: version %s is not a number", ErrFormat, head["version"])
+	case version > formatVersion:
+		return nil, fmt.Errorf("%w: format version %d is newer than this package's %d; upgrade github.com/llmfailover/failover", ErrFormat, version, formatVersion)
+	case version != formatVersion:
+		return nil, fmt.Errorf("%w: unknown format version %d", ErrFormat, version)
 	}
 	d := newDocument()
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -141,6 +147,9 @@ func decode(data []byte) (*document, error) {
 func jsonError(err error) error {
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
+		if strings.Contains(syn.Error(), "unexpected end") {
+			return fmt.Errorf("truncated JSON: it ends at byte %d", syn.Offset)
+		}
 		return fmt.Errorf("not JSON at byte %d: %v", syn.Offset, err)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {

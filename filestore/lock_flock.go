@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"syscall"
-	"time"
 )
 
 // lockKind names the locking of this platform, for errors and the tests.
@@ -20,36 +19,60 @@ const lockKind = "flock"
 // the store locked. The lock file stays: removing it could let two
 // processes lock two different files.
 type locker struct {
-	f  *os.File
-	fd int
+	name string
 }
 
-// openLock opens (creating it if needed) the lock file of path.
+// openLock creates the lock file of path if needed.
 func openLock(path string) (*locker, error) {
-	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	l := &locker{name: path + ".lock"}
+	f, err := os.OpenFile(l.name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	return &locker{f: f, fd: int(f.Fd())}, nil
+	return l, f.Close()
 }
 
-// lock waits for the lock until ctx ends and returns its release.
+// lock waits for the lock until ctx ends and returns its release. Each
+// lock has its own descriptor, closed on release: a wait abandoned when
+// ctx ends goes on in a goroutine that releases the lock as soon as it has
+// it, and cannot release anyone else's.
 func (l *locker) lock(ctx context.Context) (unlock func(), err error) {
-	delay := 100 * time.Microsecond
-	for {
-		err := syscall.Flock(l.fd, syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(l.fd, syscall.LOCK_UN) }, nil
+	f, err := os.OpenFile(l.name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("filestore: lock file: %w", err)
+	}
+	fd := int(f.Fd())
+	release := func() { _ = f.Close() } // closing the descriptor drops the lock
+	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		return release, nil
+	}
+	// Block in the kernel, which queues the waiters: polling with
+	// LOCK_NB starves against a process that locks again at once.
+	got := make(chan error, 1)
+	go func() {
+		for {
+			err := syscall.Flock(fd, syscall.LOCK_EX)
+			if !errors.Is(err, syscall.EINTR) {
+				got <- err
+				return
+			}
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR) {
-			return nil, fmt.Errorf("filestore: flock %s: %w", l.f.Name(), err)
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("filestore: flock %s: %w", l.name, err)
 		}
-		if err := pause(ctx, delay); err != nil {
-			return nil, fmt.Errorf("filestore: waiting for the lock on %s: %w", l.f.Name(), err)
-		}
-		delay = min(2*delay, 5*time.Millisecond)
+		return release, nil
+	case <-ctx.Done():
+		go func() {
+			<-got
+			release()
+		}()
+		return nil, fmt.Errorf("filestore: waiting for the lock on %s: %w", l.name, ctx.Err())
 	}
 }
 
-// close closes the lock file.
-func (l *locker) close() error { return l.f.Close() }
+// close releases nothing: the lock is held only between lock and unlock.
+func (l *locker) close() error { return nil }

@@ -35,8 +35,10 @@
 // is no flock: the lock is the file path + ".lock" itself, created with
 // O_EXCL and removed on release, and a lock file older than 10 s is taken
 // to be a dead holder's and removed. That is best effort: a holder stalled
-// for longer than 10 s in the middle of a write may lose the lock. On
-// every platform, only processes that use this package honour the lock.
+// for longer than 10 s in the middle of a write may lose the lock (the
+// build tag filestore_lockfile selects this fallback everywhere, to test
+// it). On every platform, only processes that use this package honour the
+// lock, and network file systems may not honour flock.
 //
 // # Format
 //
@@ -597,18 +599,3 @@ func rename(tmp, path string) error {
 	}
 	return err
 }
-
-// pause waits d, or until ctx ends.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// dirOf is the directory of path.
-func dirOf(path string) string { return filepath.Dir(path) }

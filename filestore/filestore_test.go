@@ -363,3 +363,80 @@ func TestFiveRunsOneCall(t *testing.T) {
 		t.Errorf("the file is not a filestore file: %v\n%s", err, b)
 	}
 }
+
+// A lock file left by a dead process does not stop the store: with flock
+// the kernel released its lock; with the lock-file fallback (no flock, or
+// the filestore_lockfile build tag) a lock file older than 10 s is a dead
+// holder's and is taken over.
+func TestStaleLockFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := os.WriteFile(path+".lock", []byte("12345\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(path+".lock", old, old); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, path)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, ok, err := s.Lease(ctx, "m", "me", time.Now()); err != nil || !ok {
+		t.Fatalf("Lease with a stale lock file (%s): %v, %v", filestore.LockKind, ok, err)
+	}
+	t.Logf("%s: a stale lock file cost %v", filestore.LockKind, time.Since(start))
+}
+
+// A lock that its holder keeps makes Lease and Take fail when their
+// context ends, not hang: the pool then uses its local state.
+func TestLockWaitIsBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	a := open(t, path)
+	b := open(t, path)
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go func() {
+		// A Take whose window function blocks holds a's lock.
+		_ = filestore.HoldLock(a, func() { close(held); <-release })
+	}()
+	<-held
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _, err := b.Take(ctx, "m", failover.Limits{RPM: 1}, 0, time.Now())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Take while another store holds the lock: %v, want the context's deadline", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Take waited %v for a 100 ms deadline", took)
+	}
+	close(release)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel2()
+	if ok, _, err := b.Take(ctx2, "m", failover.Limits{RPM: 1}, 0, time.Now()); err != nil || !ok {
+		t.Errorf("Take once the lock is free: %v, %v", ok, err)
+	}
+}
+
+// BenchmarkTake is one call's reservation on a member with an RPM limit:
+// a read-modify-write of the file (read, decode, encode, write, fsync,
+// rename) under the lock.
+func BenchmarkTake(b *testing.B) {
+	s := open(b, filepath.Join(b.TempDir(), "state.json"))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lim := failover.Limits{RPM: 60}
+	for i := 0; b.Loop(); i++ {
+		if _, _, err := s.Take(context.Background(), "m", lim, 0, now.Add(time.Duration(i)*time.Second)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSave is a Save: queued, never waiting on the disk.
+func BenchmarkSave(b *testing.B) {
+	s := open(b, filepath.Join(b.TempDir(), "state.json"))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; b.Loop(); i++ {
+		s.Save(failover.Shared{Member: "m", State: failover.CoolingDown, Lane: failover.LaneTransient, Until: now.Add(time.Duration(i) * time.Second), Seq: uint64(i)})
+	}
+}

@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build (darwin || dragonfly || freebsd || linux || netbsd || openbsd) && !filestore_lockfile
 
 package filestore
 

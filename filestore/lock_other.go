@@ -1,4 +1,4 @@
-//go:build !(darwin || dragonfly || freebsd || linux || netbsd || openbsd)
+//go:build !(darwin || dragonfly || freebsd || linux || netbsd || openbsd) || filestore_lockfile
 
 package filestore
 
@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -70,3 +71,18 @@ func (l *locker) lock(ctx context.Context) (unlock func(), err error) {
 
 // close releases nothing: the lock is held only inside lock and unlock.
 func (l *locker) close() error { return nil }
+
+// pause waits d, or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// dirOf is the directory of path.
+func dirOf(path string) string { return filepath.Dir(path) }

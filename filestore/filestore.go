@@ -63,6 +63,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,6 +140,7 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filestore: %w", err)
 	}
+	removeLeftovers(abs)
 	s := &Store{
 		path:    abs,
 		lock:    lock,
@@ -549,8 +551,7 @@ func write(path string, d *document, old stamp) (stamp, error) {
 	if err != nil {
 		return stamp{}, fmt.Errorf("filestore: %w", err)
 	}
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix(path)+"*")
 	if err != nil {
 		return stamp{}, fmt.Errorf("filestore: %w", err)
 	}
@@ -585,6 +586,26 @@ func write(path string, d *document, old stamp) (stamp, error) {
 	}
 	done = true
 	return stamp{info}, nil
+}
+
+// tempPrefix is the start of the names of path's temporary files.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp" }
+
+// removeLeftovers removes the temporary files of path that a process
+// which died in the middle of a write left, an hour old or more.
+func removeLeftovers(path string) {
+	entries, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tempPrefix(path)) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+			_ = os.Remove(filepath.Join(filepath.Dir(path), e.Name()))
+		}
+	}
 }
 
 // rename renames tmp over path. Windows refuses while another process

@@ -440,3 +440,35 @@ func BenchmarkSave(b *testing.B) {
 		s.Save(failover.Shared{Member: "m", State: failover.CoolingDown, Lane: failover.LaneTransient, Until: now.Add(time.Duration(i) * time.Second), Seq: uint64(i)})
 	}
 }
+
+// Open removes the temporary files of writes that died an hour ago or
+// more, and leaves everything else in the directory alone.
+func TestLeftoverTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	old := time.Now().Add(-2 * time.Hour)
+	files := map[string]bool{ // name: removed
+		".state.json.tmp123": true,
+		".state.json.tmp456": false, // recent: maybe a write in progress
+		".other.json.tmp789": false,
+		"notes.txt":          false,
+	}
+	for name, removed := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if removed || name != ".state.json.tmp456" {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	open(t, path)
+	for name, removed := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if gone := errors.Is(err, os.ErrNotExist); gone != removed {
+			t.Errorf("%s: removed %v, want %v", name, gone, removed)
+		}
+	}
+}

@@ -27,7 +27,8 @@
 // an fsync each). Each write happens under a lock, reads the file again,
 // applies the queued saves and the change, writes a temporary file in the
 // same directory, syncs it and renames it over the file: a reader sees the
-// old file or the new one, never a part, and a crash leaves one of them.
+// old file or the new one, never a part, and a crash leaves one of them
+// (Open removes a dead write's temporary file once it is an hour old).
 //
 // The lock is flock(2) on path + ".lock" on Linux, macOS and the BSDs; the
 // kernel releases it when its holder dies. The lock file is left in

@@ -435,6 +435,7 @@ func classifyNetwork(err error) (Verdict, bool) {
 var statusPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`(?i)\bstatus(?:[ _]?code)?\s*[:=]?\s*(\d{3})\b`),
 	regexp.MustCompile(`(?i)\bHTTP(?:/\d(?:\.\d)?)?\s+(\d{3})\b`),
+	regexp.MustCompile(`^(\d{3}) status code\b`), // openai-node's "400 status code (no body)"
 	regexp.MustCompile(`\b(\d{3}) ([A-Z][A-Za-z-]*(?: [A-Za-z-]+)*)`),
 }
 

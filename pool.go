@@ -108,6 +108,7 @@ type Pool[C any] struct {
 	sh     *sharing // nil without WithStore
 	cfg    atomic.Pointer[config[C]]
 	update sync.Mutex                    // serializes Update
+	arena  arena                         // the members' call counters; guarded by update
 	sticky atomic.Pointer[stickTo[C]]    // set after a failover when WithStickiness is on
 	wake   atomic.Pointer[chan struct{}] // closed when a member may have become available
 }
@@ -150,7 +151,7 @@ func New[C any](members []Member[C], opts ...Option) (*Pool[C], error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool[C]{set: set, budget: newBudget(set.budget), sh: newSharing(set.store)}
+	p := &Pool[C]{set: set, budget: newBudget(set.budget), sh: newSharing(set.store), arena: newArena()}
 	c, err := p.build(members, nil)
 	if err != nil {
 		return nil, err
@@ -203,6 +204,7 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 		}
 		if st == nil {
 			st = &memberState{name: m.Name, sh: p.sh}
+			st.calls.init(&p.arena)
 		}
 		if !sameLimits { // same limits keep their history
 			st.lim.Store(newLimiter(m.Limits, m.Name, p.sh))

@@ -18,11 +18,16 @@ const (
 	Ordered Strategy = iota
 	// RoundRobin starts each call at the next member of the tier.
 	RoundRobin
-	// Weighted spreads calls by Member.Weight with a smooth, deterministic
-	// interleaving (weights 3 and 1 serve a, a, b, a, …), not at random.
+	// Weighted spreads calls at random in proportion to Member.Weight
+	// (weights 3 and 1 give a 75 % of the calls, b 25 %), among the
+	// members that can serve. A draw costs the same at any tier size; on a
+	// virtual clock (WithClock) the draws are a fixed sequence.
 	Weighted
 	// LeastInFlight picks the member with the fewest calls in flight; ties
-	// go to the earlier member.
+	// go to the earlier member. In a tier of more than 8 members it picks
+	// the less busy of two ready members drawn at random (the "power of
+	// two choices"), so that a call costs the same at any tier size: a
+	// busy member is avoided, but the least busy one is not guaranteed.
 	LeastInFlight
 )
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
+	"math/bits"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -100,6 +102,7 @@ type Pool[C any] struct {
 	sh     *sharing // nil without WithStore
 	cfg    atomic.Pointer[config[C]]
 	update sync.Mutex                    // serializes Update
+	arena  arena                         // the members' call counters; guarded by update
 	sticky atomic.Pointer[stickTo[C]]    // set after a failover when WithStickiness is on
 	wake   atomic.Pointer[chan struct{}] // closed when a member may have become available
 }
@@ -121,11 +124,16 @@ type entry[C any] struct {
 // tier is the members of one priority, in the order given.
 type tier struct {
 	idx    []int
-	weight []int // Weight, 0 replaced by 1
+	weight []uint64 // Weight, 0 replaced by 1 (and counted up to maxWeight)
+	prob   []uint64 // the alias table of the weights, for a draw in O(1): keep
+	alias  []int32  // position k with probability prob[k]/2^64, else alias[k]
 	rr     atomic.Uint32
-	mu     sync.Mutex // guards cw
-	cw     []int      // current weights of the smooth weighted round robin
+	seq    atomic.Uint64 // the draws on a virtual clock (WithClock)
 }
+
+// maxWeight bounds a weight as a share, so that a tier's sum cannot
+// overflow: no one gives a member four billion times another's share.
+const maxWeight = 1 << 32
 
 type stickTo[C any] struct {
 	cfg   *config[C]
@@ -142,7 +150,7 @@ func New[C any](members []Member[C], opts ...Option) (*Pool[C], error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool[C]{set: set, budget: newBudget(set.budget), sh: newSharing(set.store)}
+	p := &Pool[C]{set: set, budget: newBudget(set.budget), sh: newSharing(set.store), arena: newArena()}
 	c, err := p.build(members, nil)
 	if err != nil {
 		return nil, err
@@ -195,6 +203,7 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 		}
 		if st == nil {
 			st = &memberState{name: m.Name, sh: p.sh}
+			st.calls.init(&p.arena)
 		}
 		if !sameLimits { // same limits keep their history
 			lim := newLimiter(m.Limits, m.Name, p.sh)
@@ -218,8 +227,12 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 		}
 		t := c.tiers[len(c.tiers)-1]
 		t.idx = append(t.idx, i)
-		t.weight = append(t.weight, max(members[i].Weight, 1))
-		t.cw = append(t.cw, 0)
+		t.weight = append(t.weight, uint64(min(max(members[i].Weight, 1), maxWeight)))
+	}
+	if p.set.strategy == Weighted {
+		for _, t := range c.tiers {
+			t.prob, t.alias = aliasTable(t.weight)
+		}
 	}
 	return c, nil
 }
@@ -321,8 +334,8 @@ func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *selectio
 	n := len(t.idx)
 	switch p.set.strategy {
 	case Weighted, LeastInFlight:
-		// Choose among members that are ready; a lost race for a probe
-		// slot makes the member unready, so this ends within n rounds.
+		// A lost race for a probe slot makes the member unready, so this
+		// ends within n rounds.
 		for range n {
 			k := p.choose(c, t, tried, clk)
 			if k < 0 {
@@ -350,10 +363,53 @@ func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *selectio
 	return 0, grant{}, false
 }
 
+// Selection in a tier by Weighted and LeastInFlight costs the same at any
+// size: it draws members at random and checks only those. Up to
+// drawTries draws may find no untried member ready to serve; then a scan
+// of the tier decides, with the same distribution.
+const (
+	drawTries = 8
+	// exactTier is the largest tier in which LeastInFlight compares every
+	// member; a larger one compares two drawn at random.
+	exactTier = 8
+)
+
 // choose returns the position in t of the member that Weighted or
 // LeastInFlight picks among the untried members ready to serve, or -1.
 func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) int {
+	usable := func(k int) bool {
+		i := t.idx[k]
+		return !tried.has(i) && c.members[i].st.ready(clk)
+	}
 	if p.set.strategy == LeastInFlight {
+		if len(t.idx) > exactTier {
+			// The power of two choices: of two ready members drawn at
+			// random, the one with fewer calls in flight (the earlier on
+			// a tie). A busy member loses to almost any other.
+			a, b := -1, -1
+			for range drawTries {
+				k := int(p.below(t, uint64(len(t.idx))))
+				if k == a || !usable(k) {
+					continue
+				}
+				if a < 0 {
+					a = k
+					continue
+				}
+				b = k
+				break
+			}
+			switch {
+			case b >= 0:
+				na, nb := c.members[t.idx[a]].st.calls.inFlight(), c.members[t.idx[b]].st.calls.inFlight()
+				if nb < na || (nb == na && b < a) {
+					return b
+				}
+				return a
+			case a >= 0:
+				return a
+			}
+		}
 		best, least := -1, int64(0)
 		for k, i := range t.idx {
 			st := c.members[i].st
@@ -366,25 +422,97 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 		}
 		return best
 	}
-	// Smooth weighted round robin (as in nginx): every ready member gains
-	// its weight, the richest is chosen and pays the total back.
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	best, total := -1, 0
-	for k, i := range t.idx {
-		if tried.has(i) || !c.members[i].st.ready(clk) {
+	// Weighted: a draw in proportion to the weights, redrawn while it
+	// falls on a member that cannot serve (so the shares among those that
+	// can stay in proportion), with a binary search of the sums.
+	n := uint64(len(t.idx))
+	for range drawTries {
+		k, frac := bits.Mul64(p.random(t), n)
+		if frac >= t.prob[k] {
+			k = uint64(t.alias[k])
+		}
+		if usable(int(k)) {
+			return int(k)
+		}
+	}
+	// The scan: the same draw among the members that can serve.
+	var sum uint64
+	for k := range t.idx {
+		if usable(k) {
+			sum += t.weight[k]
+		}
+	}
+	if sum == 0 {
+		return -1
+	}
+	x, last := p.below(t, sum), -1
+	for k := range t.idx {
+		if !usable(k) {
 			continue
 		}
-		t.cw[k] += t.weight[k]
-		total += t.weight[k]
-		if best < 0 || t.cw[k] > t.cw[best] {
-			best = k
+		if x < t.weight[k] {
+			return k
+		}
+		x, last = x-t.weight[k], k
+	}
+	return last // members stopped serving while it looked
+}
+
+// below returns a random number in [0, n).
+func (p *Pool[C]) below(t *tier, n uint64) uint64 {
+	hi, _ := bits.Mul64(p.random(t), n)
+	return hi
+}
+
+// random returns 64 random bits: from the runtime's per-thread generator,
+// which no other core waits for, or on a virtual clock from a fixed
+// sequence of the tier (SplitMix64), so that a simulation replays.
+func (p *Pool[C]) random(t *tier) uint64 {
+	if p.set.now == nil {
+		return rand.Uint64()
+	}
+	x := t.seq.Add(1) * 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// aliasTable builds Vose's alias table of weights, in integers: position k
+// is drawn with probability weight[k]/sum, to within 2^-64. A weight is at
+// most maxWeight, so weight×n fits 64 bits for any tier of fewer than 2^31
+// members.
+func aliasTable(weight []uint64) (prob []uint64, alias []int32) {
+	n := uint64(len(weight))
+	var sum uint64
+	for _, w := range weight {
+		sum += w
+	}
+	prob, alias = make([]uint64, n), make([]int32, n)
+	scaled := make([]uint64, n) // weight×n: the mean is sum
+	var small, large []int32
+	for k, w := range weight {
+		scaled[k] = w * n
+		if scaled[k] < sum {
+			small = append(small, int32(k))
+		} else {
+			large = append(large, int32(k))
 		}
 	}
-	if best >= 0 {
-		t.cw[best] -= total
+	for len(small) > 0 && len(large) > 0 {
+		s, l := small[len(small)-1], large[len(large)-1]
+		small = small[:len(small)-1]
+		prob[s], _ = bits.Div64(scaled[s], 0, sum) // scaled[s]/sum × 2^64 < 2^64
+		alias[s] = l
+		scaled[l] -= sum - scaled[s] // l gives s the rest of its column
+		if scaled[l] < sum {
+			large = large[:len(large)-1]
+			small = append(small, l)
+		}
 	}
-	return best
+	for _, k := range append(small, large...) { // exactly full columns (or rounding)
+		prob[k], alias[k] = math.MaxUint64, k
+	}
+	return prob, alias
 }
 
 // stick makes the member at idx the sticky one after it took over a call.

@@ -140,7 +140,7 @@ type errInfo struct {
 }
 
 func classifyReason(err error) (Verdict, errInfo) {
-	f := errInfo{msg: err.Error()}
+	f := errInfo{msg: head(err.Error())}
 	switch {
 	case errors.Is(err, context.Canceled):
 		return Verdict{Reason: ReasonCanceled}, f
@@ -198,7 +198,7 @@ func structured(err error) (errInfo, bool) {
 		if f.status == 0 {
 			f.status = apiErr.HTTPStatusCode
 		}
-		f.codes, f.msg = apiCodes(apiErr), apiErr.Message
+		f.codes, f.msg = apiCodes(apiErr), head(apiErr.Message)
 		if f.status == 0 {
 			// Azure sends codes such as "429"; OpenRouter numeric codes.
 			if n, err := strconv.Atoi(strings.Fields(f.codes + " x")[0]); err == nil && validStatus(n) {
@@ -221,10 +221,10 @@ func structured(err error) (errInfo, bool) {
 		codes, msg := bodyFields(f.body)
 		f.codes = strings.TrimSpace(f.codes + " " + codes)
 		if f.msg == "" {
-			f.msg = msg
+			f.msg = head(msg)
 		}
 		if f.msg == "" {
-			f.msg = string(f.body)
+			f.msg = head(string(f.body))
 		}
 	}
 	f.codes = strings.ToLower(f.codes)

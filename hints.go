@@ -154,7 +154,7 @@ func hintOf(err error, body []byte, now time.Time) time.Duration {
 	if d := bodyHint(body, now); d > 0 {
 		return d
 	}
-	return hintFromText(err.Error())
+	return hintFromText(head(err.Error()))
 }
 
 func parseRetryAfter(v string, now time.Time) time.Duration {

@@ -57,7 +57,7 @@ func periodVerdict(v Verdict, f errInfo, hint time.Duration, now time.Time) Verd
 	if v.Reason != ReasonRateLimit && v.Reason != ReasonQuota {
 		return v
 	}
-	text := f.msg + " " + string(f.body)
+	text := f.msg + " " + head(string(f.body))
 	switch {
 	case limitZero.MatchString(f.msg):
 		v.Reason, v.RetryAfter = ReasonQuota, 0

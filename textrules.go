@@ -120,5 +120,13 @@ func containsReason(rs []Reason, r Reason) bool {
 	return false
 }
 
-// oneLine flattens a message for matching: the patterns do not span lines.
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+// maxRuleText bounds how much of a message the text rules read: provider
+// messages are short, and the rules must not cost seconds on a huge one.
+const maxRuleText = 16 << 10
+
+// oneLine bounds a message and flattens it for matching: the patterns do
+// not span lines.
+func oneLine(s string) string { return strings.ReplaceAll(head(s), "\n", " ") }
+
+// head is the first maxRuleText bytes of s.
+func head(s string) string { return s[:min(len(s), maxRuleText)] }

@@ -10,12 +10,15 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/llmfailover/failover"
+	"github.com/llmfailover/failover/filestore"
 	"github.com/sashabaranov/go-openai"
 )
 
@@ -34,6 +37,8 @@ type Scenario struct {
 	Interval time.Duration // between calls
 	// OutageEnd, if set, is when an outage ends: recovery is measured from it.
 	OutageStart, OutageEnd time.Duration
+	// Start is when the first call is made, after the epoch.
+	Start time.Duration
 	// New returns a fresh provider (with its own state and seed).
 	New func() Provider
 }
@@ -94,7 +99,7 @@ func Run(s Scenario, p Policy, now *time.Time) Result {
 		FailedCallTimes: make([][]time.Duration, s.Members), UpstreamTimes: make([][]time.Duration, s.Members)}
 	added := make([]time.Duration, 0, s.Calls)
 	for c := range s.Calls {
-		*now = epoch.Add(time.Duration(c) * s.Interval)
+		*now = epoch.Add(s.Start + time.Duration(c)*s.Interval)
 		at := now.Sub(epoch)
 		inOutage := s.OutageEnd > 0 && at >= s.OutageStart && at < s.OutageEnd
 		var lost time.Duration
@@ -385,6 +390,80 @@ func Audit() [][]Result {
 			rs = append(rs, Run(s, p, &now))
 		}
 		out = append(out, rs)
+	}
+	dir, err := os.MkdirTemp("", "failover-sim-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	return append(out, Restarts(dir))
+}
+
+// restartScenario is five runs of a process (a CLI, a cron job), a minute
+// apart, each a new pool making 10 calls, with a revoked key in front of a
+// healthy one.
+var restartScenario = Scenario{
+	Name: "restarts: five runs of a process a minute apart, 10 calls each, a revoked key in front", Members: 2,
+	Calls: 10, Interval: time.Second,
+	New: func() Provider {
+		return func(i int, _ time.Time) (time.Duration, error) {
+			if i == 0 {
+				return 20 * time.Millisecond, apiErr(401, "Incorrect API key provided")
+			}
+			return 300 * time.Millisecond, nil
+		}
+	},
+}
+
+// Restarts replays restartScenario five times, each run with fresh
+// policies: ours with a filestore on one file in dir (the state of one run
+// is the next run's), ours without a store, and the baselines. Each result
+// sums the five runs.
+func Restarts(dir string) []Result {
+	const runs = 5
+	path := filepath.Join(dir, "failover.json")
+	type factory struct {
+		name string
+		make func(now *time.Time) (Policy, func())
+	}
+	factories := []factory{
+		{"failover + filestore", func(now *time.Time) (Policy, func()) {
+			st, err := filestore.Open(path)
+			if err != nil {
+				panic(err) // a fresh file in a fresh directory
+			}
+			return NewOurs("failover + filestore", 2, 0, now, failover.WithStore(st)), func() { _ = st.Close() }
+		}},
+		{"failover (no store)", func(now *time.Time) (Policy, func()) { return NewOurs("failover (no store)", 2, 0, now), func() {} }},
+		{"next on error", func(*time.Time) (Policy, func()) { return NextOnError{N: 2}, func() {} }},
+		{"fixed 5 s cooldown", func(*time.Time) (Policy, func()) { return &Fixed{N: 2, Cooldown: 5 * time.Second}, func() {} }},
+		{"1m→5m→25m→1h ladder", func(*time.Time) (Policy, func()) { return &Ladder{N: 2}, func() {} }},
+	}
+	var out []Result
+	for _, f := range factories {
+		var sum Result
+		for run := range runs {
+			var now time.Time
+			p, done := f.make(&now)
+			s := restartScenario
+			s.Start = time.Duration(run) * time.Minute // a run a minute
+			r := Run(s, p, &now)
+			done()
+			if run == 0 {
+				sum = r
+				sum.Scenario, sum.Policy = s.Name, f.name
+				continue
+			}
+			sum.Calls += r.Calls
+			sum.Successes += r.Successes
+			sum.Upstream += r.Upstream
+			sum.Wasted += r.Wasted
+			for i := range sum.PerMember {
+				sum.PerMember[i] += r.PerMember[i]
+				sum.FailedPerMember[i] += r.FailedPerMember[i]
+			}
+		}
+		out = append(out, sum)
 	}
 	return out
 }

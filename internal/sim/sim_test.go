@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"bytes"
 	"os"
 	"strings"
 	"testing"
@@ -91,6 +92,16 @@ func TestSimAudit(t *testing.T) {
 		t.Errorf("scenario 6: %d of %d served", r.Successes, r.Calls)
 	}
 
+	// 8. Restarts: five runs of a process with a revoked key cost it one
+	// call with filestore, five without a store.
+	r = byPolicy(audit[7], "failover + filestore")
+	if r.PerMember[0] != 1 || r.SuccessRate() < 1 {
+		t.Errorf("scenario 8: %d calls to the revoked key in five runs with filestore", r.PerMember[0])
+	}
+	if r := byPolicy(audit[7], "failover (no store)"); r.PerMember[0] != 5 {
+		t.Errorf("scenario 8: %d calls to the revoked key in five runs without a store", r.PerMember[0])
+	}
+
 	// 7. Dead primary: at most 20 calls to it in 10 minutes at 10 calls/s.
 	r = byPolicy(audit[6], ours)
 	if r.PerMember[0] > 20 || r.SuccessRate() < 1 {
@@ -107,5 +118,31 @@ func TestSimDeterministic(t *testing.T) {
 				t.Fatalf("%s / %s differs between runs", a[i][j].Scenario, a[i][j].Policy)
 			}
 		}
+	}
+}
+
+// The README shows the audit as the simulator prints it.
+func TestSimREADME(t *testing.T) {
+	var b bytes.Buffer
+	sim.Print(&b, sim.Audit())
+	want := "```" + b.String() + "```\n"
+	const file, begin, end = "../../README.md", "<!-- dryrun -->", "<!-- /dryrun -->"
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(raw)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		t.Fatalf("README.md has no %s … %s", begin, end)
+	}
+	if os.Getenv("FAILOVER_UPDATE") == "1" {
+		if err := os.WriteFile(file, []byte(s[:i+len(begin)+1]+want+s[j:]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if got := s[i+len(begin)+1 : j]; got != want {
+		t.Errorf("README.md's dry-run table is stale: run FAILOVER_UPDATE=1 go test ./internal/sim -run TestSimREADME\n%s", want)
 	}
 }

@@ -142,3 +142,14 @@ func (e *events) kinds(member string) []failover.EventKind {
 	}
 	return out
 }
+
+// count is how many events of kind member had.
+func (e *events) count(kind failover.EventKind, member string) int {
+	n := 0
+	for _, k := range e.kinds(member) {
+		if k == kind {
+			n++
+		}
+	}
+	return n
+}

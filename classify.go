@@ -165,6 +165,7 @@ func classifyReason(err error) (Verdict, errInfo) {
 	if v, ok := classifyNetwork(err); ok {
 		return v, f
 	}
+	f.codes = botoCode(f.msg)
 	var sc interface{ StatusCode() int }
 	if errors.As(err, &sc) && validStatus(sc.StatusCode()) {
 		f.status = sc.StatusCode()
@@ -239,6 +240,18 @@ func zhipuStatus(status int) bool {
 		return true
 	}
 	return false
+}
+
+// botoCodeText finds the AWS error code in boto3's text of a ClientError:
+// "An error occurred (ThrottlingException) when calling the Converse …".
+var botoCodeText = regexp.MustCompile(`An error occurred \((\w+)\) when calling`)
+
+// botoCode is the lower-case AWS error code in msg, or "".
+func botoCode(msg string) string {
+	if m := botoCodeText.FindStringSubmatch(msg); m != nil {
+		return strings.ToLower(m[1])
+	}
+	return ""
 }
 
 // amznErrorType is the exception name AWS services send in
@@ -436,6 +449,7 @@ var statusPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`(?i)\bstatus(?:[ _]?code)?\s*[:=]?\s*(\d{3})\b`),
 	regexp.MustCompile(`(?i)\bHTTP(?:/\d(?:\.\d)?)?\s+(\d{3})\b`),
 	regexp.MustCompile(`^(\d{3}) status code\b`), // openai-node's "400 status code (no body)"
+	regexp.MustCompile(`^(\d{3}) [A-Z_]{3,}\. `),     // google-genai's "400 INVALID_ARGUMENT. {…}"
 	regexp.MustCompile(`\b(\d{3}) ([A-Z][A-Za-z-]*(?: [A-Za-z-]+)*)`),
 }
 

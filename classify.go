@@ -449,7 +449,7 @@ var statusPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`(?i)\bstatus(?:[ _]?code)?\s*[:=]?\s*(\d{3})\b`),
 	regexp.MustCompile(`(?i)\bHTTP(?:/\d(?:\.\d)?)?\s+(\d{3})\b`),
 	regexp.MustCompile(`^(\d{3}) status code\b`), // openai-node's "400 status code (no body)"
-	regexp.MustCompile(`^(\d{3}) [A-Z_]{3,}\. `),     // google-genai's "400 INVALID_ARGUMENT. {…}"
+	regexp.MustCompile(`^(\d{3}) [A-Z_]{3,}\. `), // google-genai's "400 INVALID_ARGUMENT. {…}"
 	regexp.MustCompile(`\b(\d{3}) ([A-Z][A-Za-z-]*(?: [A-Za-z-]+)*)`),
 }
 

@@ -128,6 +128,20 @@ const (
 // doubling its window instead of flapping at the base.
 const stableCalls = 10
 
+// rateWeight is the weight of one outcome in a member's recent failure
+// rate, and blipRate the rate under which a failure may still be a blip:
+// a member that fails now and then (1 %) has a rate near 0 between its
+// failures; one that fails every other call passes 0.2 at its third
+// failure and is cooled.
+const (
+	rateWeight = 0.25
+	blipRate   = 0.2
+)
+
+// blipTrial is how long a member stays on trial after a blip unless it
+// serves stableCalls calls in a row first.
+const blipTrial = time.Hour
+
 // relapseMax caps the backoff of a member that relapses, fails again right
 // after each recovery, in place of its lane's Max: a flapping member is
 // benched for up to an hour, while one that fails its probes (an outage)
@@ -161,6 +175,7 @@ type memberState struct {
 	window    time.Duration // length of the last window
 	until     time.Time     // end of the window
 	hintless  bool          // the window has no provider hint behind it
+	rate      float64       // failures per outcome, decaying, while the member is on trial
 	earlyAt   time.Time     // the last last-resort probe
 	stable    time.Time     // before this, a failure continues the backoff
 	okCount   int           // consecutive successes since the last failure
@@ -307,14 +322,18 @@ func (s *memberState) succeed(g grant, sel *selection) (ch change) {
 	}
 	s.failCount = 0
 	s.okCount++
+	s.rate *= 1 - rateWeight
 	if g.probe && s.phase.Load() == phaseProbing {
 		s.phase.Store(phaseActive)
 		s.stable = t.Add(s.window)
+		if s.level == 0 {
+			s.stable = t.Add(blipTrial) // after a blip, only stableCalls successes forget it
+		}
 		s.epoch.Add(1)
 		return change{kind: EventRecovered, wake: true}
 	}
 	if s.okCount >= stableCalls || !t.Before(s.stable) {
-		s.level, s.lane, s.reason, s.relapsed = 0, LaneNone, "", false
+		s.level, s.lane, s.reason, s.relapsed, s.rate = 0, LaneNone, "", false, 0
 		s.dirty.Store(false)
 	}
 	return change{}
@@ -332,7 +351,9 @@ func (s *memberState) fail(g grant, v Verdict, errText string, cd *Cooldowns, r 
 	// history of calls and nothing left to forget (a clean member counts
 	// no successes, to keep its healthy path off the lock).
 	served := s.okCount > 0 || (!s.dirty.Load() && s.calls.requests() > 1)
+	rate := s.rate // the recent failure rate, before this failure
 	if v.Reason.FailsOver() {
+		s.rate = s.rate*(1-rateWeight) + rateWeight
 		s.failures.Add(1)
 		s.failCount++
 		s.okCount = 0
@@ -359,12 +380,12 @@ func (s *memberState) fail(g grant, v Verdict, errText string, cd *Cooldowns, r 
 			return s.open(lane, 1, v, cd, r, now)
 		}
 		if end := now.Add(v.RetryAfter); v.RetryAfter > 0 && end.After(s.until) {
-			s.until = end
+			s.until, s.hintless = end, false
 			return change{kind: EventCooldown, until: end}
 		}
 		return change{}
 	}
-	if p == phaseActive && served && s.blip(v, cd, now) {
+	if p == phaseActive && served && rate < blipRate && s.blip(v, cd, now) {
 		// An isolated failure of a healthy member: a window of no length,
 		// which the next call probes.
 		s.lane, s.level, s.reason, s.window, s.until, s.hintless = LaneTransient, 0, v.Reason, 0, now, true
@@ -377,6 +398,7 @@ func (s *memberState) fail(g grant, v Verdict, errText string, cd *Cooldowns, r 
 		// A failed last-resort probe looked early: the window stands (a
 		// later hint extends it), and the member cools on.
 		s.phase.Store(phaseCooling)
+		s.reason = v.Reason // a 429 now: no more early probes
 		if end := now.Add(v.RetryAfter); v.RetryAfter > 0 && end.After(s.until) {
 			s.until, s.hintless = end, false
 			return change{kind: EventCooldown, until: end, wake: true}
@@ -500,7 +522,7 @@ func (s *memberState) rest(until time.Time, now time.Time) (ch change) {
 	switch s.phase.Load() {
 	case phaseCooling, phaseProbing:
 		if until.After(s.until) {
-			s.until = until
+			s.until, s.hintless = until, false
 			return change{kind: EventCooldown, until: until}
 		}
 		return change{}

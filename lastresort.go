@@ -42,13 +42,21 @@ func (p *Pool[C]) lastResort(c *config[C], tried *bitset, sel *selection, used *
 }
 
 // early claims a cooling member for a last-resort probe (see lastResort).
+// It asks the store for a limit slot only once the member qualifies, so a
+// look that makes no call spends nothing of a shared RPM or RPD.
 func (s *memberState) early(sel *selection) (grant, bool) {
 	if s.phase.Load() != phaseCooling || !s.lim.Load().fits(sel.tokens, sel.minContext) {
 		return grant{}, false
 	}
 	t := sel.now()
+	s.mu.Lock()
+	ok := s.earlyOK(t)
+	s.mu.Unlock()
+	if !ok {
+		return grant{}, false
+	}
 	lim := s.lim.Load()
-	var decided, ok bool
+	var decided bool
 	if lim != nil {
 		if decided, ok = lim.shared(sel.ctx, t, sel.tokens, &s.calls); decided && !ok {
 			return grant{}, false
@@ -56,9 +64,8 @@ func (s *memberState) early(sel *selection) (grant, bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.phase.Load() != phaseCooling || !s.hintless || s.lane != LaneTransient || s.reason == ReasonRateLimit ||
-		(!s.earlyAt.IsZero() && t.Before(s.earlyAt.Add(earlyEvery))) {
-		return grant{}, false
+	if !s.earlyOK(t) {
+		return grant{}, false // another call took the look in between
 	}
 	if lim == nil {
 		s.calls.start()
@@ -68,4 +75,11 @@ func (s *memberState) early(sel *selection) (grant, bool) {
 	s.earlyAt = t
 	s.phase.Store(phaseProbing)
 	return grant{epoch: s.epoch.Load(), probe: true, early: true}, true
+}
+
+// earlyOK reports whether the member qualifies for a last-resort probe at
+// t. It is called with mu held.
+func (s *memberState) earlyOK(t time.Time) bool {
+	return s.phase.Load() == phaseCooling && s.hintless && s.lane == LaneTransient && s.reason != ReasonRateLimit &&
+		(s.earlyAt.IsZero() || !t.Before(s.earlyAt.Add(earlyEvery)))
 }

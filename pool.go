@@ -227,7 +227,7 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 		}
 		t := c.tiers[len(c.tiers)-1]
 		t.idx = append(t.idx, i)
-		t.weight = append(t.weight, uint64(min(max(members[i].Weight, 1), maxWeight)))
+		t.weight = append(t.weight, min(uint64(max(members[i].Weight, 1)), maxWeight))
 	}
 	if p.set.strategy == Weighted {
 		for _, t := range c.tiers {
@@ -424,7 +424,8 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 	}
 	// Weighted: a draw in proportion to the weights, redrawn while it
 	// falls on a member that cannot serve (so the shares among those that
-	// can stay in proportion), with a binary search of the sums.
+	// can stay in proportion), from the tier's alias table; after
+	// drawTries misses, a scan in proportion.
 	n := uint64(len(t.idx))
 	for range drawTries {
 		k, frac := bits.Mul64(p.random(t), n)

@@ -32,7 +32,10 @@ type Cooldowns struct {
 	// call probes the member (one probe at a time) and a success keeps it
 	// in rotation, so a cheap primary that fails now and then keeps its
 	// traffic. A member is healthy when it is Active, its last call
-	// succeeded and its backoff has been forgotten (see stableCalls). Rate
+	// succeeded, its backoff has been forgotten (see stableCalls) and its
+	// recent failure rate is under 0.2 (each outcome weighs 1/4; after a
+	// blip a member is on trial until 10 calls in a row succeed), so one
+	// that fails every other call is cooled at its third failure. Rate
 	// limits, overload, quotas, hints, a first call that fails and failures
 	// of a member that just recovered cool at once.
 	// DefaultCooldowns sets 1; 0 cools at the first failure.

@@ -79,7 +79,8 @@ func (x *exchange) wrap(err error, model string, sec *redact.Secrets) error {
 		return nil
 	}
 	err = scrub(err, sec)
-	if model != "" && (errors.Is(err, openai.ErrChatCompletionInvalidModel) || errors.Is(err, openai.ErrCompletionUnsupportedModel)) {
+	if model != "" && (errors.Is(err, openai.ErrChatCompletionInvalidModel) || errors.Is(err, openai.ErrCompletionUnsupportedModel) ||
+		errors.Is(err, openai.ErrModerationInvalidModel)) {
 		return &memberConfigError{err}
 	}
 	x.mu.Lock()

@@ -6,7 +6,9 @@
 // its own script: a sequence of [Response] values (status, headers, JSON
 // body, SSE chunks, mid-stream errors, delays). It counts the calls each key
 // receives and records what they asked for. Besides chat completions,
-// completions and embeddings it lists models ([Server.SetModels]).
+// completions and embeddings it lists models ([Server.SetModels]) and
+// answers the Responses API, images, audio and moderations, reading the
+// model of multipart bodies too ([FormFile] returns their files).
 //
 // The server runs in memory by default: [Server.HTTPClient] delivers requests
 // to it without a network, so tests can run inside a testing/synctest bubble

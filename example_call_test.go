@@ -23,7 +23,7 @@ func ExampleCall() {
 	})
 	fmt.Println(files.Header().Get("X-Failover-Member"), err)
 	st := pool.Status()[0]
-	fmt.Println(st.Name, st.Reason, st.Until.Sub(time.Now()).Round(time.Minute))
+	fmt.Println(st.Name, st.Reason, time.Until(st.Until).Round(time.Minute))
 
 	_, err = failover.Call(context.Background(), client, func(ctx context.Context, c *openai.Client) (openai.File, error) {
 		return c.GetFile(ctx, "file-1")

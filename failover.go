@@ -188,6 +188,9 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		early    bool      // the call made its last-resort probe
 		start    time.Time // of the current attempt, when timed
 	)
+	if cs.only != nil {
+		exclude(c, cs.only, &tried)
+	}
 	base := selection{ctx: ctx, tokens: cs.tokens, clock: p.set.now} // what each selection starts from
 	clk = base
 	if p.budget != nil {
@@ -216,7 +219,7 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 			return zero, attempts[0].Err // the retry budget is spent: fail fast
 		}
 		if p.set.hedge > 0 && len(attempts) == 0 {
-			return hedged(ctx, p, c, fn, i, g, base, limit)
+			return hedged(ctx, p, c, fn, i, g, base, limit, tried)
 		}
 		if len(attempts) == 0 && p.set.timed() {
 			start = p.now()

@@ -34,15 +34,15 @@ type outcome[T any] struct {
 // than the hedge delay or one fails. Each attempt's goroutine runs only fn;
 // this goroutine settles every outcome, and on its way out (a return or a
 // panic in user code) cancels the attempts still running, releases their
-// members and closes what they return.
-func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(context.Context, Member[C]) (T, error), i int, g grant, base selection, limit int) (T, error) {
+// members and closes what they return. tried holds the members the call
+// may not try (see OnlyModel).
+func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(context.Context, Member[C]) (T, error), i int, g grant, base selection, limit int, tried bitset) (T, error) {
 	var (
 		zero     T
 		mu       sync.Mutex // guards done and sends on results
 		done     bool       // decided: late outcomes release their member
 		results  = make(chan outcome[T], len(c.members))
 		cancels  []context.CancelFunc
-		tried    bitset
 		attempts []Attempt
 		running  int
 	)

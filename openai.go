@@ -79,7 +79,8 @@ func (x *exchange) wrap(err error, model string, sec *redact.Secrets) error {
 		return nil
 	}
 	err = scrub(err, sec)
-	if model != "" && (errors.Is(err, openai.ErrChatCompletionInvalidModel) || errors.Is(err, openai.ErrCompletionUnsupportedModel)) {
+	if model != "" && (errors.Is(err, openai.ErrChatCompletionInvalidModel) || errors.Is(err, openai.ErrCompletionUnsupportedModel) ||
+		errors.Is(err, openai.ErrModerationInvalidModel)) {
 		return &memberConfigError{err}
 	}
 	x.mu.Lock()
@@ -171,9 +172,15 @@ func (b *bodyRecorder) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// OpenAI is a drop-in for the calls apps make most on *openai.Client; each
-// call fails over across the pool's members. A member with Model set serves
-// the call with that model; the caller's request is copied, never changed.
+// OpenAI is a drop-in for the calls of *openai.Client that send a request
+// to a model (chat, completions, the Responses API, embeddings, images,
+// audio, moderations, models); each call fails over across the pool's
+// members. A member with Model set serves the call with that model; the
+// caller's request is copied, never changed. Every response's Header()
+// names the member that served in X-Failover-Member. Per-call options
+// travel in the context (see [WithCallOptions]). Calls on account-bound
+// resources run pinned to one member: see [Call], [OnlyMember] and
+// [OpenAI.On].
 type OpenAI struct {
 	pool       *Pool[*openai.Client]
 	firstChunk time.Duration
@@ -200,34 +207,24 @@ func (o *OpenAI) Pool() *Pool[*openai.Client] { return o.pool }
 
 // CreateChatCompletion is openai.Client.CreateChatCompletion with failover.
 func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatCompletionRequest) (openai.ChatCompletionResponse, error) {
-	tokens := EstimateTokens(req)
-	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.ChatCompletionResponse, error) {
-		ctx, x := withExchange(ctx)
+	return serve(ctx, o, EstimateTokens(req), func(ctx context.Context, m Member[*openai.Client]) (openai.ChatCompletionResponse, error) {
 		r := req // each attempt starts from the caller's request
 		if m.Model != "" {
 			r.Model = m.Model
 		}
-		resp, err := m.Client.CreateChatCompletion(ctx, r)
-		o.restIfSpent(m.Name, x, err, tokens)
-		return resp, x.wrap(err, m.Model, o.pool.secrets())
-	}, Tokens(tokens))
-	return resp, unwrapResponse(err)
+		return m.Client.CreateChatCompletion(ctx, r)
+	})
 }
 
 // CreateCompletion is openai.Client.CreateCompletion with failover.
 func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequest) (openai.CompletionResponse, error) {
-	tokens := estimateCompletion(req)
-	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.CompletionResponse, error) {
-		ctx, x := withExchange(ctx)
+	return serve(ctx, o, estimateCompletion(req), func(ctx context.Context, m Member[*openai.Client]) (openai.CompletionResponse, error) {
 		r := req
 		if m.Model != "" {
 			r.Model = m.Model
 		}
-		resp, err := m.Client.CreateCompletion(ctx, r)
-		o.restIfSpent(m.Name, x, err, tokens)
-		return resp, x.wrap(err, m.Model, o.pool.secrets())
-	}, Tokens(tokens))
-	return resp, unwrapResponse(err)
+		return m.Client.CreateCompletion(ctx, r)
+	})
 }
 
 // CreateEmbeddings is openai.Client.CreateEmbeddings with failover. A
@@ -237,13 +234,9 @@ func (o *OpenAI) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequ
 	if isNil(conv) {
 		return openai.EmbeddingResponse{}, fmt.Errorf("%w: CreateEmbeddings with a nil request", ErrInvalid)
 	}
-	resp, err := Do(ctx, o.pool, func(ctx context.Context, m Member[*openai.Client]) (openai.EmbeddingResponse, error) {
-		ctx, x := withExchange(ctx)
-		resp, err := m.Client.CreateEmbeddings(ctx, withEmbeddingModel(conv, m.Model))
-		o.restIfSpent(m.Name, x, err, 1)
-		return resp, x.wrap(err, m.Model, o.pool.secrets())
+	return serve(ctx, o, 1, func(ctx context.Context, m Member[*openai.Client]) (openai.EmbeddingResponse, error) {
+		return m.Client.CreateEmbeddings(ctx, withEmbeddingModel(conv, m.Model))
 	})
-	return resp, unwrapResponse(err)
 }
 
 // restIfSpent cools a member whose successful response says its rate limit

@@ -119,6 +119,7 @@ type CallOption func(callSettings) callSettings
 
 type callSettings struct {
 	tokens int
+	only   []memberFilter // OnlyModel and OnlyGroup, if any (only.go)
 }
 
 // Tokens gives the estimated tokens of a call, for TPM and TPD limits.

@@ -28,6 +28,7 @@ func WithFirstChunkTimeout(d time.Duration) OpenAIOption {
 type ChatStream struct {
 	stream *openai.ChatCompletionStream
 	first  *openai.ChatCompletionStreamResponse // not yet returned by Recv
+	raw    []byte                               // first's JSON, for RecvRaw
 	cancel context.CancelFunc
 	pool   *Pool[*openai.Client]
 	member string
@@ -44,7 +45,7 @@ func (o *OpenAI) CreateChatCompletionStream(ctx context.Context, req openai.Chat
 	tokens := EstimateTokens(req)
 	s, err := Do(ctx, o.pool, func(actx context.Context, m Member[*openai.Client]) (*ChatStream, error) {
 		return o.openStream(ctx, actx, m, req, tokens)
-	}, Tokens(tokens))
+	}, callOptions(ctx, tokens)...)
 	return s, unwrapResponse(err)
 }
 
@@ -65,8 +66,12 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	st, err := m.Client.CreateChatCompletionStream(sctx, req)
 	var first openai.ChatCompletionStreamResponse
 	opened := err == nil && st != nil
+	var raw []byte
 	if opened {
-		first, err = st.Recv()
+		raw, err = st.RecvRaw()
+		if err == nil {
+			err = json.Unmarshal(raw, &first)
+		}
 		if err == nil && failedChunk(first) {
 			err = failedChunkError()
 		}
@@ -80,9 +85,10 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 	if opened && (err == nil || errors.Is(err, io.EOF)) {
 		if !attemptOver && !timedOut {
 			o.restIfSpent(m.Name, x, nil, tokens)
+			markServed(st, m.Name)
 			cs := &ChatStream{stream: st, cancel: cancel, pool: o.pool, member: m.Name}
 			if err == nil {
-				cs.first = &first
+				cs.first, cs.raw = &first, raw
 			}
 			return cs, nil
 		}
@@ -132,18 +138,47 @@ func (s *ChatStream) Recv() (openai.ChatCompletionStreamResponse, error) {
 	}
 	if s.first != nil {
 		r := *s.first
-		s.first = nil
+		s.first, s.raw = nil, nil
 		return r, nil
 	}
 	if s.stream == nil {
 		return openai.ChatCompletionStreamResponse{}, io.EOF
 	}
 	r, err := s.stream.Recv()
+	return r, s.failed(err)
+}
+
+// RecvRaw returns the next chunk's JSON, as Recv would decode it, with
+// Recv's errors.
+func (s *ChatStream) RecvRaw() ([]byte, error) {
+	if s == nil {
+		return nil, io.EOF
+	}
+	if s.first != nil {
+		raw := s.raw
+		s.first, s.raw = nil, nil
+		return raw, nil
+	}
+	if s.stream == nil {
+		return nil, io.EOF
+	}
+	raw, err := s.stream.RecvRaw()
+	return raw, s.failed(err)
+}
+
+// failed redacts a stream's error and reports it against the member, once.
+func (s *ChatStream) failed(err error) error {
 	if err != nil && !errors.Is(err, io.EOF) {
 		err = scrub(err, s.pool.secrets())
 		s.once.Do(func() { s.pool.Report(s.member, err) })
 	}
-	return r, err
+	return err
+}
+
+// GetRateLimitHeaders returns the rate-limit headers of the member that
+// serves the stream, as *openai.ChatCompletionStream does.
+func (s *ChatStream) GetRateLimitHeaders() openai.RateLimitHeaders {
+	return rateLimitHeaders(s.Header())
 }
 
 // Close ends the stream and releases its connection. It may be called on
@@ -161,7 +196,8 @@ func (s *ChatStream) Close() error {
 	return s.stream.Close()
 }
 
-// Header returns the response headers of the member that serves the stream.
+// Header returns the response headers of the member that serves the
+// stream, with X-Failover-Member naming it.
 func (s *ChatStream) Header() http.Header {
 	if s == nil || s.stream == nil {
 		return http.Header{}

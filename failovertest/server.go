@@ -6,7 +6,9 @@
 // its own script: a sequence of [Response] values (status, headers, JSON
 // body, SSE chunks, mid-stream errors, delays). It counts the calls each key
 // receives and records what they asked for. Besides chat completions,
-// completions and embeddings it lists models ([Server.SetModels]).
+// completions and embeddings it lists models ([Server.SetModels]) and
+// answers the Responses API, images, audio and moderations, reading the
+// model of multipart bodies too ([FormFile] returns their files).
 //
 // The server runs in memory by default: [Server.HTTPClient] delivers requests
 // to it without a network, so tests can run inside a testing/synctest bubble
@@ -64,7 +66,10 @@ type Request struct {
 	Model  string // the body's "model", or the id of GET /models/{id}
 	Stream bool
 	Body   []byte
-	At     time.Time // when the call arrived
+	// Method and ContentType are the request's; see [FormFile] for a
+	// multipart body.
+	Method, ContentType string
+	At                  time.Time // when the call arrived
 	// Limited is true when the call was over the key's Limit and got a 429.
 	Limited bool
 }
@@ -205,8 +210,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Model  string `json:"model"`
 		Stream bool   `json:"stream"`
 	}
-	_ = json.Unmarshal(body, &fields)
-	req := Request{Key: keyOf(r), Path: r.URL.Path, Model: fields.Model, Stream: fields.Stream, Body: body, At: time.Now()}
+	if json.Unmarshal(body, &fields) != nil {
+		fields.Model = formModel(r, body) // methods.go
+	}
+	req := Request{Key: keyOf(r), Path: r.URL.Path, Model: fields.Model, Stream: fields.Stream, Body: body,
+		Method: r.Method, ContentType: r.Header.Get("Content-Type"), At: time.Now()}
 	modelID, isModel := modelPath(r)
 	if isModel {
 		req.Model = modelID
@@ -249,7 +257,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	if resp.Chunks == nil && resp.Body == "" && status < 300 && req.Stream {
-		resp.Chunks = []string{Chunk(req.Model, "ok")}
+		resp.Chunks = defaultChunks(req) // methods.go
 	}
 	if resp.Chunks != nil && status < 300 {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -333,6 +341,9 @@ func model(id string) map[string]any {
 
 // defaultBody is the default success for the endpoint asked, with its status.
 func defaultBody(r *http.Request, req Request, models []string) (int, string) {
+	if b, ok := methodBody(req); ok { // methods.go
+		return http.StatusOK, b
+	}
 	var v any
 	switch id, isModel := modelPath(r); {
 	case isModel && id == "":

@@ -66,9 +66,11 @@ func EstimateTokens(req openai.ChatCompletionRequest) int {
 		n += toolTokens
 		b += toolBytes(&req.Tools[i])
 	}
-	for i := range req.Functions {
+	//lint:ignore SA1019 older callers still send functions
+	fns := req.Functions
+	for i := range fns {
 		n += toolTokens
-		b += functionBytes(&req.Functions[i])
+		b += functionBytes(&fns[i])
 	}
 	if rf := req.ResponseFormat; rf != nil && rf.JSONSchema != nil {
 		b += len(rf.JSONSchema.Name) + len(rf.JSONSchema.Description) + schemaBytes(rf.JSONSchema.Schema)
@@ -172,6 +174,9 @@ func valueBytes(v any, depth int) int {
 	case nil:
 		return 0
 	case string:
+		if t := strings.TrimSpace(s); t != "" && t[0] == '{' {
+			return jsonSchemaBytes([]byte(t)) // a schema as JSON text
+		}
 		return len(s)
 	case json.RawMessage:
 		return jsonSchemaBytes(s)
@@ -196,12 +201,12 @@ func valueBytes(v any, depth int) int {
 		}
 		return b
 	case jsonschema.Definition:
-		return definitionBytes(&s, depth)
+		return definitionBytes(s, depth)
 	case *jsonschema.Definition:
 		if s == nil {
 			return 0
 		}
-		return definitionBytes(s, depth)
+		return definitionBytes(*s, depth)
 	case bool, int, int64, float64, float32, json.Number:
 		return 0
 	}
@@ -214,7 +219,7 @@ func valueBytes(v any, depth int) int {
 
 // definitionBytes counts a jsonschema.Definition as its JSON would read:
 // each key present and each string value.
-func definitionBytes(d *jsonschema.Definition, depth int) int {
+func definitionBytes(d jsonschema.Definition, depth int) int {
 	if depth > maxSchemaDepth {
 		return 0
 	}
@@ -243,20 +248,20 @@ func definitionBytes(d *jsonschema.Definition, depth int) int {
 	if len(d.Properties) > 0 {
 		b += len("properties")
 		for k, p := range d.Properties {
-			b += len(k) + definitionBytes(&p, depth+1)
+			b += len(k) + definitionBytes(p, depth+1)
 		}
 	}
 	if len(d.Defs) > 0 {
 		b += len("$defs")
 		for k, p := range d.Defs {
-			b += len(k) + definitionBytes(&p, depth+1)
+			b += len(k) + definitionBytes(p, depth+1)
 		}
 	}
 	if d.Items != nil {
-		b += len("items") + definitionBytes(d.Items, depth+1)
+		b += len("items") + definitionBytes(*d.Items, depth+1)
 	}
 	for i := range d.AnyOf {
-		b += definitionBytes(&d.AnyOf[i], depth+1)
+		b += definitionBytes(d.AnyOf[i], depth+1)
 	}
 	if d.AdditionalProperties != nil {
 		b += len("additionalProperties") + valueBytes(d.AdditionalProperties, depth+1)
@@ -557,7 +562,7 @@ func (s *jscan) str() (start, end int, ok bool) {
 	}
 	s.bad = true
 	s.i = len(s.b)
-	return 0, 0, false
+	return start, len(s.b), false
 }
 
 // number reads a number or literal at s.i; with reserve, a non-negative
@@ -622,6 +627,9 @@ func (s *jscan) value(mode int, key []byte, depth int) (low bool) {
 	case '"':
 		start, end, ok := s.str()
 		if !ok {
+			if mode != modeSkip && string(key) != "data" { // a cut string: count what came
+				s.text += end - start
+			}
 			return false
 		}
 		v := s.b[start:end]

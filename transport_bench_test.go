@@ -43,4 +43,3 @@ func BenchmarkTransport(b *testing.B) {
 		})
 	}
 }
-

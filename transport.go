@@ -35,10 +35,14 @@ var credentialHeaders = []string{"Authorization", "Api-Key", "X-Api-Key", "X-Goo
 // Upstream is an HTTP member's configuration for [Transport]: where to send
 // a request and with which credential.
 type Upstream struct {
-	// BaseURL replaces the scheme, host and leading "/v1" of each request's
-	// URL: with BaseURL "https://openrouter.ai/api/v1", a request for
-	// http://any-host/v1/chat/completions goes to
-	// https://openrouter.ai/api/v1/chat/completions.
+	// BaseURL replaces the scheme and host of each request's URL; the
+	// request's path is kept but for the base path and a version segment
+	// ("v1", "v1beta") the two share, a whole segment: with BaseURL
+	// "https://openrouter.ai/api/v1", http://any-host/v1/chat/completions
+	// goes to https://openrouter.ai/api/v1/chat/completions; with
+	// "https://generativelanguage.googleapis.com" or ".../v1beta",
+	// /v1beta/models/x:generateContent keeps its path. Query parameters of
+	// BaseURL (Azure's api-version) are added where the request has none.
 	BaseURL string
 	Key     string      // the credential; never shown in errors, events or status
 	Auth    Auth        // how Key is sent; AuthBearer by default
@@ -66,14 +70,18 @@ var ErrBodyTooLarge = errors.New("failover: request body larger than the replay 
 // JSON body's "model" rewritten. A failed response is classified from its
 // status, headers and (bounded) body, and the request is replayed on the next
 // member. A successful response, streaming or not, passes through as it
-// arrives; a chat or text completion stream that ends without
-// "data: [DONE]" (a dropped connection) reads as io.ErrUnexpectedEOF, not a
-// clean io.EOF.
+// arrives; a stream that ends before its protocol's end event (OpenAI's
+// "data: [DONE]", Responses' response.completed, Anthropic's message_stop,
+// a Gemini chunk with a finishReason) reads as io.ErrUnexpectedEOF, not a
+// clean io.EOF. Members' Limits apply with a token estimate of the JSON
+// body (see [EstimateBodyTokens]), and a success whose rate-limit headers
+// say the member is spent rests it until their reset.
 //
-// When no member serves, the caller's SDK gets the last upstream's error
-// response as is, or, if no member could be tried, a 503 with Retry-After
-// and a JSON error body. Turn the SDK's own retries off: the pool is the one
-// retry loop.
+// Every response carries X-Failover-Member with the name of the member that
+// answered. When no member serves, the caller's SDK gets the last
+// upstream's error response as is, or, if no member could be tried, a 503
+// with Retry-After and a JSON error body, without X-Failover-Member. Turn
+// the SDK's own retries off: the pool is the one retry loop.
 type Transport struct {
 	Pool *Pool[Upstream]
 	// MaxReplayBody is the largest body buffered for replay when the

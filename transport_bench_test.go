@@ -43,3 +43,12 @@ func BenchmarkTransport(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEstimateBodyTokens is the estimate Transport makes of a chat
+// body when a member limits tokens.
+func BenchmarkEstimateBodyTokens(b *testing.B) {
+	body := []byte(benchChat)
+	for b.Loop() {
+		_ = failover.EstimateBodyTokens("/v1/chat/completions", body)
+	}
+}

@@ -58,10 +58,10 @@ func (t *Transport) bodyEstimate(req *http.Request, body *func() (io.ReadCloser,
 // call's estimate; when the pool did not need one, it is made here, from
 // raw, only if a remaining-tokens header came.
 func (t *Transport) restIfSpent(name string, h http.Header, tokens int, path string, raw []byte) {
-	if len(h) == 0 {
-		return
+	if len(h) == 0 || !hasRemaining(h, false) {
+		return // the common case: no rate-limit headers, nothing parsed
 	}
-	if tokens == 0 && raw != nil && hasTokensLeft(h) {
+	if tokens == 0 && raw != nil && hasRemaining(h, true) {
 		tokens = EstimateBodyTokens(path, raw)
 	}
 	now := t.Pool.now()
@@ -70,10 +70,11 @@ func (t *Transport) restIfSpent(name string, h http.Header, tokens int, path str
 	}
 }
 
-// hasTokensLeft reports whether h says how many tokens remain.
-func hasTokensLeft(h http.Header) bool {
+// hasRemaining reports whether h says how many requests or tokens remain
+// (with tokens, only tokens).
+func hasRemaining(h http.Header, tokens bool) bool {
 	for _, dim := range resetDims {
-		if strings.Contains(dim.remaining, "Tokens") && h.Get(dim.remaining) != "" {
+		if (!tokens || strings.Contains(dim.remaining, "Tokens")) && h.Get(dim.remaining) != "" {
 			return true
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/llmfailover/failover/internal/redact"
@@ -36,10 +35,14 @@ var credentialHeaders = []string{"Authorization", "Api-Key", "X-Api-Key", "X-Goo
 // Upstream is an HTTP member's configuration for [Transport]: where to send
 // a request and with which credential.
 type Upstream struct {
-	// BaseURL replaces the scheme, host and leading "/v1" of each request's
-	// URL: with BaseURL "https://openrouter.ai/api/v1", a request for
-	// http://any-host/v1/chat/completions goes to
-	// https://openrouter.ai/api/v1/chat/completions.
+	// BaseURL replaces the scheme and host of each request's URL; the
+	// request's path is kept but for the base path and a version segment
+	// ("v1", "v1beta") the two share, a whole segment: with BaseURL
+	// "https://openrouter.ai/api/v1", http://any-host/v1/chat/completions
+	// goes to https://openrouter.ai/api/v1/chat/completions; with
+	// "https://generativelanguage.googleapis.com" or ".../v1beta",
+	// /v1beta/models/x:generateContent keeps its path. Query parameters of
+	// BaseURL (Azure's api-version) are added where the request has none.
 	BaseURL string
 	Key     string      // the credential; never shown in errors, events or status
 	Auth    Auth        // how Key is sent; AuthBearer by default
@@ -67,14 +70,18 @@ var ErrBodyTooLarge = errors.New("failover: request body larger than the replay 
 // JSON body's "model" rewritten. A failed response is classified from its
 // status, headers and (bounded) body, and the request is replayed on the next
 // member. A successful response, streaming or not, passes through as it
-// arrives; a chat or text completion stream that ends without
-// "data: [DONE]" (a dropped connection) reads as io.ErrUnexpectedEOF, not a
-// clean io.EOF.
+// arrives; a stream that ends before its protocol's end event (OpenAI's
+// "data: [DONE]", Responses' response.completed, Anthropic's message_stop,
+// a Gemini chunk with a finishReason) reads as io.ErrUnexpectedEOF, not a
+// clean io.EOF. Members' Limits apply with a token estimate of the JSON
+// body (see [EstimateBodyTokens]), and a success whose rate-limit headers
+// say the member is spent rests it until their reset.
 //
-// When no member serves, the caller's SDK gets the last upstream's error
-// response as is, or, if no member could be tried, a 503 with Retry-After
-// and a JSON error body. Turn the SDK's own retries off: the pool is the one
-// retry loop.
+// Every response carries X-Failover-Member with the name of the member that
+// answered. When no member serves, the caller's SDK gets the last
+// upstream's error response as is, or, if no member could be tried, a 503
+// with Retry-After and a JSON error body, without X-Failover-Member. Turn
+// the SDK's own retries off: the pool is the one retry loop.
 type Transport struct {
 	Pool *Pool[Upstream]
 	// MaxReplayBody is the largest body buffered for replay when the
@@ -93,33 +100,67 @@ type HTTPError struct {
 	Header     http.Header
 	Body       []byte // at most 64 KiB
 
-	sec *redact.Secrets
+	sec    *redact.Secrets
+	member string // the member that answered, for X-Failover-Member
 }
 
 func (e *HTTPError) Error() string {
 	return fmt.Sprintf("upstream answered %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.sec.Text(string(e.Body), maxErrText))
 }
 
-// response rebuilds the upstream response for the caller's SDK.
+// response rebuilds the upstream response for the caller's SDK, with
+// X-Failover-Member naming the member that answered (none for the pool's
+// own 503).
 func (e *HTTPError) response(req *http.Request) *http.Response {
+	h := e.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if e.member != "" {
+		h[memberHeader] = []string{e.member}
+	} else {
+		h.Del(memberHeader)
+	}
 	return &http.Response{
 		Status: fmt.Sprintf("%d %s", e.StatusCode, http.StatusText(e.StatusCode)), StatusCode: e.StatusCode,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: e.Header.Clone(),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h,
 		Body: io.NopCloser(bytes.NewReader(e.Body)), ContentLength: int64(len(e.Body)), Request: req,
 	}
 }
 
 // RoundTrip sends req through the pool.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	body, err := t.replayable(req)
+	body, raw, err := t.replayable(req)
 	if err != nil {
 		return nil, err
+	}
+	tokens, err := t.bodyEstimate(req, &body, &raw, t.replayLimit())
+	if err != nil {
+		return nil, err
+	}
+	var opts []CallOption
+	var one [1]CallOption
+	if tokens > 0 {
+		one[0] = Tokens(tokens)
+		opts = one[:]
 	}
 	ctx := req.Context()
 	resp, err := Do(ctx, t.Pool, func(actx context.Context, m Member[Upstream]) (*http.Response, error) {
 		resp, err := send(ctx, actx, req, body, m)
-		return resp, scrub(err, t.Pool.secrets())
-	})
+		if err != nil {
+			var he *HTTPError
+			if errors.As(err, &he) {
+				he.member = m.Name
+			}
+			return nil, scrub(err, t.Pool.secrets())
+		}
+		t.restIfSpent(m.Name, resp.Header, tokens, req.URL.Path, raw)
+		if resp.Header == nil {
+			resp.Header = http.Header{}
+		}
+		resp.Header[memberHeader] = []string{m.Name}
+		return resp, nil
+	}, opts...)
 	if err == nil {
 		return resp, nil
 	}
@@ -166,29 +207,34 @@ func unavailableResponse(req *http.Request, fe *Error) *http.Response {
 }
 
 // replayable returns a function that yields a fresh copy of the body for
-// each attempt, or an error before any upstream call when the body cannot
-// be replayed.
-func (t *Transport) replayable(req *http.Request) (func() (io.ReadCloser, []byte, error), error) {
+// each attempt, and the body itself when it is buffered, or an error
+// before any upstream call when the body cannot be replayed.
+func (t *Transport) replayable(req *http.Request) (func() (io.ReadCloser, []byte, error), []byte, error) {
 	if req.Body == nil || req.Body == http.NoBody {
-		return func() (io.ReadCloser, []byte, error) { return http.NoBody, nil, nil }, nil
+		return func() (io.ReadCloser, []byte, error) { return http.NoBody, nil, nil }, nil, nil
 	}
 	if req.GetBody != nil { // the request can replay itself: no buffering, no limit
 		_ = req.Body.Close()
-		return func() (io.ReadCloser, []byte, error) { rc, err := req.GetBody(); return rc, nil, err }, nil
+		return func() (io.ReadCloser, []byte, error) { rc, err := req.GetBody(); return rc, nil, err }, nil, nil
 	}
-	limit := t.MaxReplayBody
-	if limit <= 0 {
-		limit = DefaultMaxReplayBody
-	}
+	limit := t.replayLimit()
 	b, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
 	_ = req.Body.Close()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w (%d bytes): set Transport.MaxReplayBody or give the request a GetBody", ErrBodyTooLarge, limit)
+		return nil, nil, fmt.Errorf("%w (%d bytes): set Transport.MaxReplayBody or give the request a GetBody", ErrBodyTooLarge, limit)
 	}
-	return func() (io.ReadCloser, []byte, error) { return io.NopCloser(bytes.NewReader(b)), b, nil }, nil
+	return func() (io.ReadCloser, []byte, error) { return io.NopCloser(bytes.NewReader(b)), b, nil }, b, nil
+}
+
+// replayLimit is MaxReplayBody, or its default.
+func (t *Transport) replayLimit() int64 {
+	if t.MaxReplayBody <= 0 {
+		return DefaultMaxReplayBody
+	}
+	return t.MaxReplayBody
 }
 
 // send makes one attempt on member m. The upstream request lives in ctx (the
@@ -231,11 +277,9 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		out.ContentLength = req.ContentLength // a GetBody body is the request's own
 	}
 	out.Host = ""
-	out.URL.Scheme, out.URL.Host = target.Scheme, target.Host
-	out.URL.Path = strings.TrimSuffix(target.Path, "/") + strings.TrimPrefix(req.URL.Path, "/v1")
-	out.URL.RawPath = ""
 	q := out.URL.Query()
 	q.Del("key")
+	route(out.URL, target, q)
 	for _, h := range credentialHeaders {
 		out.Header.Del(h)
 	}
@@ -275,9 +319,8 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		}
 		return nil, err
 	}
-	if checksDone(out, resp, raw) {
-		resp.Body = &sseBody{ReadCloser: resp.Body} // a stream cut before [DONE] is an error
-	}
+	// a stream cut before its protocol's end event is an error
+	resp.Body = checkedStream(streamCheckFor(out, resp, raw), resp.Body)
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
 }

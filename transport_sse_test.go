@@ -31,8 +31,8 @@ func readToEnd(body io.Reader) (string, error) {
 }
 
 // A 2xx event stream on a completion path that ends without "data: [DONE]"
-// reads as io.ErrUnexpectedEOF; with it, io.EOF. Event streams of other
-// protocols (Anthropic's /messages) end as they end.
+// reads as io.ErrUnexpectedEOF; with it, io.EOF. Anthropic's /messages
+// expects its own end event, message_stop (see TestTransportStreamEnds).
 func TestTransportStreamWithoutDone(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -62,7 +62,7 @@ func TestTransportStreamWithoutDone(t *testing.T) {
 		{"/v1/chat/completions", false, io.ErrUnexpectedEOF},
 		{"/v1/chat/completions", true, io.EOF},
 		{"/v1/completions", false, io.ErrUnexpectedEOF},
-		{"/v1/messages", false, io.EOF},
+		{"/v1/messages", false, io.ErrUnexpectedEOF},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://failover.local"+tc.path, strings.NewReader(`{"model":"m","stream":true}`))

@@ -260,3 +260,32 @@ func TestProtocolErrorsClassify(t *testing.T) {
 		})
 	}
 }
+
+// The same server answers Anthropic's and Gemini's paths in their own shapes.
+func ExampleServer_protocols() {
+	srv := failovertest.NewServer()
+	srv.Script("sk-ant", failovertest.AnthropicRateLimited(20*time.Second))
+	srv.Script("AIza", failovertest.GeminiOK("hi from Gemini"))
+	client := srv.HTTPClient()
+
+	req, _ := http.NewRequest("POST", "http://any-host/v1/messages", strings.NewReader(`{"model":"claude-sonnet-4-5"}`))
+	req.Header.Set("x-api-key", "sk-ant")
+	resp, _ := client.Do(req)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, resp.Header.Get("Retry-After"), string(body))
+
+	req, _ = http.NewRequest("POST", "http://any-host/v1beta/models/gemini-2.5-flash:generateContent?key=AIza", strings.NewReader(`{}`))
+	resp, _ = client.Do(req)
+	var r struct {
+		Candidates []struct {
+			Content struct{ Parts []struct{ Text string } }
+		}
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, r.Candidates[0].Content.Parts[0].Text, srv.Requests("AIza")[0].Model)
+	// Output:
+	// 429 20 {"error":{"message":"This request would exceed the rate limit for your organization of 50 requests per minute.","type":"rate_limit_error"},"request_id":"req_failovertest","type":"error"}
+	// 200 hi from Gemini gemini-2.5-flash
+}

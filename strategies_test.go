@@ -115,7 +115,9 @@ func TestDrawnStrategiesSkipUnready(t *testing.T) {
 				require.NoError(t, err)
 			}
 			assert.LessOrEqual(t, cs[5].calls.Load(), int64(1), "the cooling member")
-			assert.Equal(t, failover.CoolingDown, status(t, p, "m5").State)
+			if cs[5].calls.Load() == 1 { // LeastInFlight draws two of 1,024: m5 may never come up
+				assert.Equal(t, failover.CoolingDown, status(t, p, "m5").State)
+			}
 
 			for i := range ms {
 				if i != 900 && i != 5 {

@@ -67,7 +67,7 @@ var ErrBodyTooLarge = errors.New("failover: request body larger than the replay 
 // upstreams, for SDKs other than go-openai (openai-go, Anthropic's, Google's,
 // langchaingo) and plain net/http. Each request goes to the member the pool
 // picks, with that member's credential and, if the member has a Model, the
-// JSON body's "model" rewritten. A failed response is classified from its
+// JSON body's "model" rewritten (and a Gemini path's models/{model}). A failed response is classified from its
 // status, headers and (bounded) body, and the request is replayed on the next
 // member. A successful response, streaming or not, passes through as it
 // arrives; a stream that ends before its protocol's end event (OpenAI's
@@ -280,6 +280,11 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 	q := out.URL.Query()
 	q.Del("key")
 	route(out.URL, target, q)
+	if m.Model != "" {
+		if p := withPathModel(out.URL.Path, m.Model); p != out.URL.Path {
+			out.URL.Path, out.URL.RawPath = p, ""
+		}
+	}
 	for _, h := range credentialHeaders {
 		out.Header.Del(h)
 	}

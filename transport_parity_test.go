@@ -113,8 +113,8 @@ func TestTransportGemini(t *testing.T) {
 				assert.Equal(t, []int{1, 2}, []int{spent.n(), good.n()}, "the spent key rests: one call")
 				require.Len(t, good.seen, 2)
 				assert.Equal(t, "/v1beta/models/gemini-2.5-flash:generateContent", spent.seen[0].URL.Path)
-				assert.Equal(t, "/v1beta/models/gemini-2.5-flash:generateContent", good.seen[0].URL.Path)
-				assert.Equal(t, "/v1beta/models/gemini-2.5-flash:streamGenerateContent", good.seen[1].URL.Path)
+				assert.Equal(t, "/v1beta/models/gemini-2.5-pro:generateContent", good.seen[0].URL.Path, "the member's Model in the path")
+				assert.Equal(t, "/v1beta/models/gemini-2.5-pro:streamGenerateContent", good.seen[1].URL.Path)
 				assert.Equal(t, "sse", good.seen[1].URL.Query().Get("alt"))
 				for i, r := range good.seen {
 					assert.Equal(t, "AIzaGoodKey-00000000000000000000", r.Header.Get("X-Goog-Api-Key"))

@@ -124,3 +124,20 @@ func route(out *url.URL, target *url.URL, q url.Values) {
 		}
 	}
 }
+
+// withPathModel replaces the model of a Gemini-style path, the segment
+// after "models/" up to its ":method" (/v1beta/models/gemini-2.5-flash:
+// generateContent), with model: Gemini names the model in the path, not the
+// body. Other paths are returned as they are.
+func withPathModel(path, model string) string {
+	i := strings.Index(path, "/models/")
+	if i < 0 || model == "" {
+		return path
+	}
+	start := i + len("/models/")
+	end := strings.IndexByte(path[start:], ':')
+	if end <= 0 || strings.Contains(path[start:start+end], "/") {
+		return path
+	}
+	return path[:start] + strings.TrimPrefix(model, "models/") + path[start+end:]
+}

@@ -10,6 +10,16 @@
 // answers the Responses API, images, audio and moderations, reading the
 // model of multipart bodies too ([FormFile] returns their files).
 //
+// The same server speaks Anthropic's and Gemini's protocols, chosen by
+// path: POST /v1/messages answers Anthropic's message objects, named stream
+// events and error bodies ([AnthropicOK], [AnthropicStream],
+// [AnthropicRateLimited], ...); {version}/models/{model}:generateContent and
+// :streamGenerateContent answer Gemini's GenerateContentResponse, streams
+// and Google's error bodies ([GeminiOK], [GeminiStream],
+// [GeminiRateLimited], ...), with the key from x-goog-api-key or ?key= and
+// the model from the path. Unscripted calls get each protocol's default
+// success, and a key's Limit answers in its protocol's 429.
+//
 // The server runs in memory by default: [Server.HTTPClient] delivers requests
 // to it without a network, so tests can run inside a testing/synctest bubble
 // with fake time, and streamed chunks arrive one by one. [Server.Start]
@@ -219,6 +229,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isModel {
 		req.Model = modelID
 	}
+	proto := protocolOf(r) // OpenAI, Anthropic or Gemini shapes: see protocol.go
+	proto.describe(r, &req)
 
 	s.mu.Lock()
 	n, recent := 0, 0
@@ -240,7 +252,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp := Response{}
 	switch {
 	case req.Limited:
-		resp = RateLimited(time.Second)
+		resp = proto.rateLimited(time.Second)
 	case len(script) > 0:
 		resp = script[min(n, len(script)-1)]
 	}
@@ -257,7 +269,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	if resp.Chunks == nil && resp.Body == "" && status < 300 && req.Stream {
-		resp.Chunks = defaultChunks(req) // methods.go
+		resp.Chunks = proto.defaultStream(req)
 	}
 	if resp.Chunks != nil && status < 300 {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -267,17 +279,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if !wait(r, resp.ChunkDelay) {
 				return
 			}
-			fmt.Fprintf(w, "data: %s\n\n", c)
+			proto.writeChunk(w, c, resp.NoDone)
 			flush(w)
 		}
-		if !resp.NoDone {
-			_, _ = io.WriteString(w, "data: [DONE]\n\n")
-		}
+		proto.end(w, resp.NoDone)
 		return
 	}
 	b := resp.Body
 	if b == "" && status < 300 {
-		status, b = defaultBody(r, req, models)
+		if pb, ok := proto.defaultBody(req); ok {
+			b = pb
+		} else {
+			status, b = defaultBody(r, req, models)
+		}
 	}
 	if w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "application/json")
@@ -287,7 +301,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // keyOf returns the credential of a request, from Authorization: Bearer,
-// api-key (Azure) or x-api-key (Anthropic-style).
+// api-key (Azure), x-api-key (Anthropic), x-goog-api-key or ?key= (Gemini).
 func keyOf(r *http.Request) string {
 	if v := r.Header.Get("Authorization"); v != "" {
 		return strings.TrimSpace(strings.TrimPrefix(v, "Bearer "))
@@ -295,7 +309,13 @@ func keyOf(r *http.Request) string {
 	if v := r.Header.Get("api-key"); v != "" {
 		return v
 	}
-	return r.Header.Get("x-api-key")
+	if v := r.Header.Get("x-api-key"); v != "" {
+		return v
+	}
+	if v := r.Header.Get("x-goog-api-key"); v != "" {
+		return v
+	}
+	return r.URL.Query().Get("key")
 }
 
 func wait(r *http.Request, d time.Duration) bool {

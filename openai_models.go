@@ -2,7 +2,6 @@ package failover
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/sashabaranov/go-openai"
 )
@@ -44,24 +43,3 @@ func (o *OpenAI) Moderations(ctx context.Context, req openai.ModerationRequest) 
 // counts them: one for every four bytes, at least one.
 func textTokens(n int) int { return max((n+3)/4, 1) }
 
-// estimateResponse estimates a Responses API request: its instructions and
-// the JSON of its input and tools, a token for every four bytes, plus the
-// output it reserves.
-func estimateResponse(req openai.CreateResponseRequest) int {
-	n := len(req.Instructions)
-	switch in := req.Input.(type) {
-	case nil:
-	case string:
-		n += len(in)
-	default:
-		if b, err := json.Marshal(in); err == nil {
-			n += len(b)
-		}
-	}
-	if len(req.Tools) > 0 {
-		if b, err := json.Marshal(req.Tools); err == nil {
-			n += len(b)
-		}
-	}
-	return textTokens(n) + req.MaxOutputTokens
-}

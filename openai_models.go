@@ -42,4 +42,3 @@ func (o *OpenAI) Moderations(ctx context.Context, req openai.ModerationRequest) 
 // textTokens estimates the tokens of n bytes of text, as [EstimateTokens]
 // counts them: one for every four bytes, at least one.
 func textTokens(n int) int { return max((n+3)/4, 1) }
-

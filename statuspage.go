@@ -198,6 +198,7 @@ tr[data-state=disabled]{--c:var(--disabled)}
 .left{font-variant-numeric:tabular-nums;white-space:nowrap}
 .err{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.8rem;white-space:pre-wrap;word-break:break-word;max-width:38ch;max-height:6.5em;overflow:auto;margin:0}
 .none{color:var(--muted)}
+.err.none{font-family:inherit;font-size:inherit}
 .empty{color:var(--muted)}
 footer{margin-top:12px;color:var(--muted);font-size:.8rem}
 code{font-size:.9em}
@@ -209,6 +210,7 @@ thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 tr{background:var(--card);border:1px solid var(--line);border-left:6px solid var(--c,var(--other));border-radius:8px;margin:0 0 10px;padding:6px 12px}
 td,td:first-child{display:flex;justify-content:space-between;align-items:baseline;gap:12px;padding:4px 0;border:0;text-align:right}
 td::before{content:attr(data-label);color:var(--muted);font-size:.8rem;text-align:left;flex:none}
+.val{min-width:0}
 td.member{display:block;text-align:left;font-size:1.05rem;padding-bottom:6px}
 td.member::before{content:none}
 td.error{display:block;text-align:left}
@@ -261,32 +263,33 @@ const pageScript = `
 
   function makeRow() {
     var tr = document.createElement('tr');
-    var td = COLUMNS.map(function (label, i) {
-      var c = part(tr, 'td', ['member', 'state', 'reason', 'left', 'num', 'num', 'num', 'num', 'error'][i]);
+    var v = COLUMNS.map(function (label, i) {
+      var c = part(tr, 'td', ['member', 'state', 'reason', 'left', 'num', 'num', 'num', 'num tokens', 'error'][i]);
       c.setAttribute('data-label', label);
-      return c;
+      return part(c, 'div', 'val');
     });
-    var r = {tr: tr, deadline: null, dayEnd: null, state: ''};
-    r.name = part(td[0], 'span', 'name');
-    r.model = part(td[0], 'span', 'sub');
-    r.pill = part(td[1], 'span', 'pill');
-    r.reason = td[2];
-    r.left = part(td[3], 'span', 'left');
-    r.leftSub = part(td[3], 'span', 'sub');
-    r.day = part(td[3], 'span', 'sub');
-    r.requests = part(td[4], 'span', '');
-    r.requestsSub = part(td[4], 'span', 'sub');
-    r.failures = part(td[5], 'span', '');
-    r.failuresSub = part(td[5], 'span', 'sub');
-    r.limited = td[6];
-    r.tokens = td[7];
-    r.error = part(td[8], 'p', 'err');
+    var r = {tr: tr, deadline: null, dayEnd: null, state: '', tokenKey: null};
+    r.name = part(v[0], 'span', 'name');
+    r.model = part(v[0], 'span', 'sub');
+    r.pill = part(v[1], 'span', 'pill');
+    r.reason = part(v[2], 'span', '');
+    r.left = part(v[3], 'span', 'left');
+    r.leftSub = part(v[3], 'span', 'sub');
+    r.day = part(v[3], 'span', 'sub');
+    r.requests = part(v[4], 'span', '');
+    r.requestsSub = part(v[4], 'span', 'sub');
+    r.failures = part(v[5], 'span', '');
+    r.failuresSub = part(v[5], 'span', 'sub');
+    r.limited = part(v[6], 'span', '');
+    r.tokens = v[7];
+    r.error = part(v[8], 'p', 'err');
     return r;
   }
 
-  // tokenParts lists the member's token counters that are present: every
-  // top-level numeric field whose name has "tokens" in it, so counters the
-  // Status gains later show up without a change here.
+  // tokenParts lists the member's token counters that are present, as
+  // [value, label] pairs: every top-level numeric field whose name has
+  // "tokens" in it, so counters the Status gains later show up without a
+  // change here.
   function tokenParts(s) {
     var out = [];
     Object.keys(s).forEach(function (k) {
@@ -294,9 +297,32 @@ const pageScript = `
       var label = k.replace(/_?tokens_?/, ' ').replace(/_/g, ' ').trim();
       var tpd = k === 'tokens_today' && s.limits && s.limits.tpd;
       if (s[k] === 0 && !tpd) return;
-      out.push(num(s[k]) + (tpd ? ' / ' + num(s.limits.tpd) : '') + (label ? ' ' + label : ''));
+      out.push([num(s[k]), (tpd ? 'of ' + num(s.limits.tpd) + ' ' : '') + label]);
     });
     return out;
+  }
+
+  // showTokens rebuilds the tokens cell when its counters change: the first
+  // as the main figure, each with its label below.
+  function showTokens(r, parts) {
+    var key = JSON.stringify(parts);
+    if (key === r.tokenKey) return;
+    r.tokenKey = key;
+    if (!parts.length) parts = [['\u2014', '']];
+    var nodes = [];
+    parts.forEach(function (p, i) {
+      var main = document.createElement('span');
+      main.className = i === 0 ? '' : 'sub';
+      main.textContent = i === 0 ? p[0] : p[0] + ' ' + p[1];
+      nodes.push(main);
+      if (i === 0 && p[1]) {
+        var sub = document.createElement('span');
+        sub.className = 'sub';
+        sub.textContent = p[1];
+        nodes.push(sub);
+      }
+    });
+    r.tokens.replaceChildren.apply(r.tokens, nodes);
   }
 
   function update(r, s, serverNow, at) {
@@ -318,15 +344,14 @@ const pageScript = `
 
     set(r.requests, num(s.requests));
     var rs = [];
-    if (s.requests_today && s.limits && s.limits.rpd) rs.push(num(s.requests_today) + ' / ' + num(s.limits.rpd) + ' today');
+    if (s.limits && s.limits.rpd) rs.push(num(s.requests_today || 0) + ' of ' + num(s.limits.rpd) + ' today');
     if (s.in_flight) rs.push(num(s.in_flight) + ' in flight');
     if (s.hedged) rs.push(num(s.hedged) + ' hedged');
     set(r.requestsSub, rs.join(' \u00b7 '));
     set(r.failures, num(s.failures));
     set(r.failuresSub, s.consecutive_failures ? num(s.consecutive_failures) + ' in a row' : '');
     set(r.limited, num(s.limited));
-    var tp = tokenParts(s);
-    set(r.tokens, tp.length ? tp.join('\n') : '\u2014');
+    showTokens(r, tokenParts(s));
     set(r.error, s.last_error || '\u2014');
     r.error.classList.toggle('none', !s.last_error);
   }

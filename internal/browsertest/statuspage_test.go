@@ -3,7 +3,6 @@ package browsertest
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -134,7 +133,7 @@ func newScene(t *testing.T) *scene {
 	return s
 }
 
-// rowJS returns the state, pill word, time left and last error of each row,
+// rowsJS returns the name, state, pill word, time left and last error of each row,
 // as the page shows them.
 const rowsJS = `Array.from(document.querySelectorAll('#rows tr')).map(function (tr) {
   var c = tr.children;
@@ -364,5 +363,3 @@ func screenshot(ctx context.Context, t *testing.T, path string, width, height in
 func jsString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\n", `\n`).Replace(s) + "'"
 }
-
-var _ http.Handler = failover.StatusHandler[string](nil)

@@ -116,9 +116,10 @@ func (p *Pool[C]) Status() []Status {
 	return out
 }
 
-// StatusHandler serves p.Status() as a JSON array, for an app's admin
-// endpoint. It holds nothing secret: names, models, states, counters and
-// redacted errors. It answers GET and HEAD only.
+// StatusHandler serves p.Status() for an app's admin endpoint: as a page
+// for people to a client that asks for text/html (a browser), as a JSON
+// array to anything else. It holds nothing secret: names, models, states,
+// counters and redacted errors. It answers GET and HEAD only.
 func StatusHandler[C any](p *Pool[C]) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -126,8 +127,15 @@ func StatusHandler[C any](p *Pool[C]) http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
+		now := statusNow(p)
 		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Add("Vary", "Accept")
+		w.Header().Set(nowHeader, now.UTC().Format(time.RFC3339Nano))
+		if wantsHTML(r.Header.Values("Accept")) {
+			serveStatusPage(w, p.Status(), now)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(p.Status())
 	})
 }

@@ -151,6 +151,10 @@ func classifyReason(err error) (Verdict, errInfo) {
 	if errors.As(err, &cfg) {
 		return Verdict{Reason: ReasonNotFound}, f
 	}
+	var res *resourceError
+	if errors.As(err, &res) {
+		return Verdict{Reason: ReasonBadRequest, Status: http.StatusNotFound}, f
+	}
 	for _, re := range requestErrors {
 		if errors.Is(err, re) {
 			return Verdict{Reason: ReasonBadRequest}, f

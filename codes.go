@@ -1,5 +1,7 @@
 package failover
 
+import "strings"
+
 // codeReasons maps provider error codes, types and statuses (lower case) to
 // reasons. Only codes specific enough to decide on their own are listed:
 // generic ones such as invalid_request_error leave the decision to the
@@ -115,6 +117,29 @@ var streamCodeReasons = map[string]Reason{
 	"server_error": ReasonServer,
 	"api_error":    ReasonServer,
 	"internal":     ReasonServer,
+}
+
+// resourceError marks a 404 of a call that is not a model call: the ID of
+// a file, batch, thread, vector store or stored response that does not
+// exist in this account. It belongs to the request (bad_request): the
+// member is not cooled and no other account is asked for it.
+type resourceError struct{ err error }
+
+func (e *resourceError) Error() string { return e.err.Error() }
+func (e *resourceError) Unwrap() error { return e.err }
+
+// accountBound reports whether path names a resource of one account by
+// its ID (OpenAI's files, batches, assistants, threads, vector stores,
+// fine-tuning jobs, uploads, containers, evals, and stored responses).
+func accountBound(path string) bool {
+	for seg := range strings.SplitSeq(strings.Trim(path, "/"), "/") {
+		switch seg {
+		case "files", "batches", "assistants", "threads", "vector_stores", "fine_tuning", "fine-tunes", "uploads", "containers", "evals":
+			return true
+		}
+	}
+	i := strings.Index(path, "/responses/")
+	return i >= 0 && len(path) > i+len("/responses/")
 }
 
 // memberConfigError marks a failure that belongs to the member's own

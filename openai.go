@@ -61,6 +61,8 @@ type exchange struct {
 	mu     sync.Mutex
 	header http.Header
 	body   []byte // what go-openai read of an error response (at most 64 KiB)
+	status int    // of the response
+	path   string // of the request
 }
 
 type exchangeKey struct{}
@@ -84,10 +86,13 @@ func (x *exchange) wrap(err error, model string, sec *redact.Secrets) error {
 		return &memberConfigError{err}
 	}
 	x.mu.Lock()
-	h, b := x.header, x.body
+	h, b, status, path := x.header, x.body, x.status, x.path
 	x.mu.Unlock()
 	if h == nil {
 		return err
+	}
+	if status == http.StatusNotFound && accountBound(path) {
+		err = &resourceError{err} // an ID of one account's files, batches, threads…
 	}
 	if len(b) > 0 {
 		b = []byte(sec.String(string(b)))
@@ -140,7 +145,7 @@ func (d recordingDoer) Do(req *http.Request) (*http.Response, error) {
 	}
 	if x, ok := req.Context().Value(exchangeKey{}).(*exchange); ok {
 		x.mu.Lock()
-		x.header = resp.Header
+		x.header, x.status, x.path = resp.Header, resp.StatusCode, req.URL.Path
 		x.mu.Unlock()
 	}
 	if checksDone(req, resp, nil) {

@@ -151,10 +151,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			var he *HTTPError
 			if errors.As(err, &he) {
 				he.member = m.Name
+				if he.StatusCode == http.StatusNotFound && accountBound(req.URL.Path) {
+					err = &resourceError{err} // an account's ID: the caller's, as it is
+				}
 			}
 			return nil, scrub(err, t.Pool.secrets())
 		}
-		t.restIfSpent(m.Name, resp.Header, tokens, req.URL.Path, raw)
+		t.restIfSpent(m.Name, resp.Header, tokens, req.URL.Path, raw, req.ContentLength)
 		if resp.Header == nil {
 			resp.Header = http.Header{}
 		}

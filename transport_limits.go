@@ -57,17 +57,27 @@ func (t *Transport) bodyEstimate(req *http.Request, body *func() (io.ReadCloser,
 // than a call like this one needs, until the matching reset. tokens is the
 // call's estimate; when the pool did not need one, it is made here, from
 // raw, only if a remaining-tokens header came.
-func (t *Transport) restIfSpent(name string, h http.Header, tokens int, path string, raw []byte) {
+func (t *Transport) restIfSpent(name string, h http.Header, tokens int, path string, raw []byte, contentLength int64) {
 	if len(h) == 0 || !hasRemaining(h, false) {
 		return // the common case: no rate-limit headers, nothing parsed
 	}
-	if tokens == 0 && raw != nil && hasRemaining(h, true) {
-		tokens = EstimateBodyTokens(path, raw)
+	if tokens == 0 && hasRemaining(h, true) {
+		tokens = restEstimate(path, raw, contentLength)
 	}
 	now := t.Pool.now()
 	if d := exhaustedFor(h, tokens, now); d > 0 {
 		t.Pool.rest(name, now.Add(d), now)
 	}
+}
+
+// restEstimate is a call's tokens for a proactive rest when the pool did
+// not estimate it: from the body when Transport holds it, else a token per
+// 4 bytes of its length.
+func restEstimate(path string, raw []byte, contentLength int64) int {
+	if raw != nil {
+		return EstimateBodyTokens(path, raw)
+	}
+	return int(max(contentLength, 0) / 4)
 }
 
 // hasRemaining reports whether h says how many requests or tokens remain

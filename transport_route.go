@@ -31,7 +31,9 @@ func routePath(base, path string) string {
 	if base == "" || hasSegmentPrefix(path, base) {
 		return path
 	}
-	if first, rest := firstSegment(path); isVersionSegment(first) && hasVersionSegment(base) {
+	// The member's version wins; an Azure deployment's base has none
+	// (its api-version is a query parameter) and takes no /v1 either.
+	if first, rest := firstSegment(path); isVersionSegment(first) && (hasVersionSegment(base) || strings.Contains(base, "/deployments/")) {
 		return base + rest
 	}
 	return base + path

@@ -88,7 +88,7 @@ func checkedStream(kind streamKind, body io.ReadCloser) io.ReadCloser {
 // three terminal events of OpenAI's Responses API.
 func responsesEnd(v []byte) bool {
 	switch string(v) {
-	case "response.completed", "response.incomplete", "response.failed":
+	case "response.completed", "response.incomplete", "response.failed", "error":
 		return true
 	}
 	return false

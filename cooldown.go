@@ -171,6 +171,7 @@ type memberState struct {
 	failures  atomic.Uint64
 	hedged    atomic.Uint64
 	limited   atomic.Uint64
+	use       usage // calls served and their tokens
 	mu        sync.Mutex
 	lane      Lane
 	reason    Reason

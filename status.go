@@ -69,6 +69,9 @@ type Status struct {
 	RequestsToday       int       `json:"requests_today"`    // calls started in the day of Limits.RPD and TPD
 	TokensToday         int       `json:"tokens_today"`      // their tokens
 	DayEnds             time.Time `json:"day_ends,omitzero"` // when that day ends; zero without RPD and TPD
+	Served              uint64    `json:"served"`            // calls it answered
+	PromptTokens        uint64    `json:"prompt_tokens"`     // prompt tokens of its responses, as the provider reported them
+	CompletionTokens    uint64    `json:"completion_tokens"` // completion tokens of its responses, likewise
 	LastError           string    `json:"last_error,omitempty"`
 }
 
@@ -109,6 +112,9 @@ func (p *Pool[C]) Status() []Status {
 		s.Failures = st.failures.Load()
 		s.Hedged = st.hedged.Load()
 		s.Limited = st.limited.Load()
+		s.Served = st.use.served.Load()
+		s.PromptTokens = st.use.prompt.Load()
+		s.CompletionTokens = st.use.completion.Load()
 		s.Limits = m.Limits
 		s.RequestsToday, s.TokensToday, s.DayEnds = st.lim.Load().today(now)
 		out[i] = s

@@ -346,6 +346,7 @@ const pageScript = `
     var rs = [];
     if (s.limits && s.limits.rpd) rs.push(num(s.requests_today || 0) + ' of ' + num(s.limits.rpd) + ' today');
     if (s.in_flight) rs.push(num(s.in_flight) + ' in flight');
+    if (s.served) rs.push(num(s.served) + ' served');
     if (s.hedged) rs.push(num(s.hedged) + ' hedged');
     set(r.requestsSub, rs.join(' \u00b7 '));
     set(r.failures, num(s.failures));

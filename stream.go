@@ -139,12 +139,18 @@ func (s *ChatStream) Recv() (openai.ChatCompletionStreamResponse, error) {
 	if s.first != nil {
 		r := *s.first
 		s.first, s.raw = nil, nil
+		if r.Usage != nil {
+			s.pool.ReportUsage(s.member, r.Usage.PromptTokens, r.Usage.CompletionTokens)
+		}
 		return r, nil
 	}
 	if s.stream == nil {
 		return openai.ChatCompletionStreamResponse{}, io.EOF
 	}
 	r, err := s.stream.Recv()
+	if err == nil && r.Usage != nil {
+		s.pool.ReportUsage(s.member, r.Usage.PromptTokens, r.Usage.CompletionTokens)
+	}
 	return r, s.failed(err)
 }
 
@@ -155,14 +161,22 @@ func (s *ChatStream) RecvRaw() ([]byte, error) {
 		return nil, io.EOF
 	}
 	if s.first != nil {
-		raw := s.raw
+		raw, first := s.raw, s.first
 		s.first, s.raw = nil, nil
+		if first.Usage != nil {
+			s.pool.ReportUsage(s.member, first.Usage.PromptTokens, first.Usage.CompletionTokens)
+		}
 		return raw, nil
 	}
 	if s.stream == nil {
 		return nil, io.EOF
 	}
 	raw, err := s.stream.RecvRaw()
+	if err == nil {
+		if pt, ct, ok := scanUsage(raw); ok {
+			s.pool.ReportUsage(s.member, pt, ct)
+		}
+	}
 	return raw, s.failed(err)
 }
 

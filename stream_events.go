@@ -106,7 +106,12 @@ func openEvents[E any](ctx, actx context.Context, o *OpenAI, m Member[*openai.Cl
 }
 
 // observe notes an event that ends the stream or reports a failure.
+// It counts the usage an event reports (a chunk's usage, Responses'
+// response.completed) to the member.
 func (s *eventStream[E]) observe(raw []byte) {
+	if pt, ct, ok := scanUsage(raw); ok {
+		s.pool.ReportUsage(s.member, pt, ct)
+	}
 	if s.proto.ends != nil && s.proto.ends(raw) {
 		s.ended = true
 	}

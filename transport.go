@@ -162,6 +162,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Header = http.Header{}
 		}
 		resp.Header[memberHeader] = []string{m.Name}
+		if b, ok := resp.Body.(*cancelOnClose); ok && resp.StatusCode < 300 {
+			b.usage.rep, b.usage.member = t.Pool, m.Name // the usage it reports is m's
+		}
 		return resp, nil
 	}, opts...)
 	if err == nil {
@@ -328,8 +331,11 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		return nil, err
 	}
 	// a stream cut before its protocol's end event is an error
-	resp.Body = checkedStream(streamCheckFor(out, resp, raw), resp.Body)
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	kind := streamCheckFor(out, resp, raw)
+	resp.Body = checkedStream(kind, resp.Body)
+	cb := &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	cb.usage.scan.sse = kind != streamNone || isEventStream(resp.Header)
+	resp.Body = cb
 	return resp, nil
 }
 
@@ -368,14 +374,23 @@ func withModel(body []byte, model string) ([]byte, bool) {
 	return b, err == nil
 }
 
-// cancelOnClose releases the upstream request's context with its body.
+// cancelOnClose releases the upstream request's context with its body,
+// and meters the token usage the body reports.
 type cancelOnClose struct {
 	io.ReadCloser
 	cancel context.CancelFunc
+	usage  usageMeter
+}
+
+func (c *cancelOnClose) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.usage.read(p[:n], err)
+	return n, err
 }
 
 func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
+	c.usage.flush()
 	c.cancel()
 	return err
 }

@@ -1,0 +1,319 @@
+package failover
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sashabaranov/go-openai"
+)
+
+// usage counts what a member served: calls answered and the tokens its
+// provider reported for them.
+type usage struct {
+	served     atomic.Uint64
+	prompt     atomic.Uint64
+	completion atomic.Uint64
+}
+
+// add counts prompt and completion tokens; negative counts count as 0.
+func (u *usage) add(prompt, completion int) {
+	if prompt > 0 {
+		u.prompt.Add(uint64(prompt))
+	}
+	if completion > 0 {
+		u.completion.Add(uint64(completion))
+	}
+}
+
+// ReportUsage adds the prompt and completion tokens that the provider
+// reported for a response of the member called member to its
+// Status.PromptTokens and Status.CompletionTokens. [OpenAI] and
+// [Transport] report the usage of the responses they return themselves;
+// other glue (a call made through [Do] with another SDK) reports it here.
+// It counts no call: Status.Served counts the calls that [Do] saw
+// succeed. Negative counts count as 0; an unknown name is ignored. It is
+// safe for concurrent use.
+func (p *Pool[C]) ReportUsage(member string, prompt, completion int) {
+	if prompt <= 0 && completion <= 0 {
+		return
+	}
+	if _, m, err := p.member(member); err == nil {
+		m.st.use.add(prompt, completion)
+	}
+}
+
+// usageOf returns the token usage of a go-openai response, given as a
+// pointer, when its type carries one.
+func usageOf(v any) (prompt, completion int, ok bool) {
+	switch r := v.(type) {
+	case *openai.ChatCompletionResponse:
+		return r.Usage.PromptTokens, r.Usage.CompletionTokens, true
+	case *openai.CompletionResponse:
+		if r.Usage != nil {
+			return r.Usage.PromptTokens, r.Usage.CompletionTokens, true
+		}
+	case *openai.EmbeddingResponse:
+		return r.Usage.PromptTokens, r.Usage.CompletionTokens, true
+	case *openai.EmbeddingResponseBase64:
+		return r.Usage.PromptTokens, r.Usage.CompletionTokens, true
+	case *openai.CreateResponseResponse:
+		if r.Usage != nil {
+			return r.Usage.InputTokens, r.Usage.OutputTokens, true
+		}
+	case *openai.ImageResponse:
+		return r.Usage.InputTokens, r.Usage.OutputTokens, true
+	}
+	return 0, 0, false
+}
+
+// usageKey is the field of a JSON object that usageScan is looking at.
+type usageKey int8
+
+const (
+	keyNone       usageKey = iota
+	keyUsage               // "usage" (OpenAI, Anthropic) or "usageMetadata" (Gemini)
+	keyPrompt              // prompt_tokens, input_tokens, promptTokenCount
+	keyCompletion          // completion_tokens, output_tokens, candidatesTokenCount
+	keyThoughts            // thoughtsTokenCount: Gemini's thinking, billed as output
+)
+
+// usageKeys names the fields usageScan reads. A "usage" object's own
+// fields count only at its top level: cached_tokens in
+// prompt_tokens_details is part of prompt_tokens.
+func usageKeyOf(name []byte, inUsage bool) usageKey {
+	if !inUsage {
+		switch string(name) {
+		case "usage", "usageMetadata":
+			return keyUsage
+		}
+		return keyNone
+	}
+	switch string(name) {
+	case "prompt_tokens", "input_tokens", "promptTokenCount":
+		return keyPrompt
+	case "completion_tokens", "output_tokens", "candidatesTokenCount":
+		return keyCompletion
+	case "thoughtsTokenCount":
+		return keyThoughts
+	}
+	return keyNone
+}
+
+// maxUsageKey is the longest field name usageScan compares.
+const maxUsageKey = 24
+
+// usageScan reads the token usage out of JSON (a response body, or an
+// event stream's data lines) as it passes, byte by byte, without keeping
+// it: it finds a "usage" or "usageMetadata" object outside strings and
+// the integer fields of its top level. When an object appears more than
+// once (an Anthropic stream's message_start and message_delta, every
+// Gemini chunk) a field's later value replaces its earlier one: those
+// counts are cumulative. It allocates nothing.
+type usageScan struct {
+	sse       bool // a newline ends a JSON document (an event's data line)
+	inStr     bool
+	esc       bool
+	str       [maxUsageKey]byte // the current string's first bytes
+	n         int               // its length so far; past maxUsageKey it matches nothing
+	key       usageKey          // the string just closed, when it may be a key
+	colon     bool              // a ':' followed key
+	depth     int32             // of objects and arrays
+	in        int32             // depth inside the usage object being read; 0 outside
+	numKey    usageKey          // the field whose number is being read
+	num       int64
+	cur       [5]int64 // the usage object being read, by usageKey; -1 absent
+	prompt    int64    // the usage seen so far; -1 none
+	complete  int64
+	thoughts  int64
+	seen      bool // a usage object closed
+	docEnded  bool // a JSON document (not an event stream) closed after usage
+	initiated bool
+}
+
+func (s *usageScan) init() {
+	if !s.initiated {
+		s.prompt, s.complete, s.thoughts, s.initiated = -1, -1, -1, true
+	}
+}
+
+// feed scans the bytes b.
+func (s *usageScan) feed(b []byte) {
+	s.init()
+	for _, c := range b {
+		s.byte(c)
+	}
+}
+
+func (s *usageScan) byte(c byte) {
+	if s.inStr {
+		switch {
+		case s.esc:
+			s.esc = false
+			s.n = maxUsageKey + 1 // no field usageScan reads has an escape
+		case c == '\\':
+			s.esc = true
+		case c == '"':
+			s.inStr = false
+			s.key, s.colon = keyNone, false
+			if s.n <= maxUsageKey && (s.in == 0 || s.depth == s.in) {
+				s.key = usageKeyOf(s.str[:s.n], s.in != 0)
+			}
+		case c == '\n':
+			s.reset() // JSON strings hold no newline: the line was not JSON
+		default:
+			if s.n < maxUsageKey {
+				s.str[s.n] = c
+			}
+			s.n++
+		}
+		return
+	}
+	if s.numKey != keyNone {
+		if c >= '0' && c <= '9' {
+			if s.num < 1<<40 {
+				s.num = s.num*10 + int64(c-'0')
+			}
+			return
+		}
+		s.cur[s.numKey] = s.num
+		s.numKey = keyNone
+	}
+	switch c {
+	case ' ', '\t', '\r':
+		return
+	case '\n':
+		if s.sse {
+			s.reset()
+		}
+		return
+	case '"':
+		s.inStr, s.n = true, 0
+		return
+	case ':':
+		if s.key != keyNone && !s.colon {
+			s.colon = true
+			return
+		}
+	case '{', '[':
+		s.depth++
+		if c == '{' && s.in == 0 && s.key == keyUsage && s.colon {
+			s.in = s.depth
+			s.cur = [5]int64{-1, -1, -1, -1, -1}
+		}
+	case '}', ']':
+		if s.in != 0 && s.depth == s.in {
+			s.close()
+		}
+		if s.depth--; s.depth <= 0 {
+			s.depth = 0
+			if s.seen && !s.sse {
+				s.docEnded = true
+			}
+		}
+	default:
+		if c >= '0' && c <= '9' && s.colon && s.key >= keyPrompt && s.in != 0 {
+			s.numKey, s.num = s.key, int64(c-'0')
+		}
+	}
+	s.key, s.colon = keyNone, false
+}
+
+// close ends the usage object being read: its fields replace those seen.
+func (s *usageScan) close() {
+	s.in = 0
+	s.seen = true
+	if v := s.cur[keyPrompt]; v >= 0 {
+		s.prompt = v
+	}
+	if v := s.cur[keyCompletion]; v >= 0 {
+		s.complete = v
+	}
+	if v := s.cur[keyThoughts]; v >= 0 {
+		s.thoughts = v
+	}
+}
+
+// reset forgets a document cut short; the usage seen stays.
+func (s *usageScan) reset() {
+	s.inStr, s.esc, s.key, s.colon, s.depth, s.in, s.numKey = false, false, keyNone, false, 0, 0, keyNone
+}
+
+// counts returns the usage seen: prompt and completion tokens.
+func (s *usageScan) counts() (prompt, completion int, ok bool) {
+	if !s.seen {
+		return 0, 0, false
+	}
+	p, c := max(s.prompt, 0), max(s.complete, 0)+max(s.thoughts, 0)
+	return int(p), int(c), true
+}
+
+// scanUsage returns the usage in one JSON document, such as a stream
+// event's data.
+func scanUsage(raw []byte) (prompt, completion int, ok bool) {
+	if !bytes.Contains(raw, []byte(`"usage`)) {
+		return 0, 0, false
+	}
+	var s usageScan
+	s.feed(raw)
+	if s.numKey != keyNone { // a document that ends in a number is no object; be lenient
+		s.cur[s.numKey] = s.num
+	}
+	return s.counts()
+}
+
+// usageReporter is what a usageMeter reports to: a pool.
+type usageReporter interface {
+	ReportUsage(member string, prompt, completion int)
+}
+
+// usageMeter reports the token usage of a successful response that
+// Transport passes through, read by usageScan from the bytes the caller
+// reads, without keeping them: once, when the JSON document ends, at the
+// body's end, or when the body is closed. Without rep it reports nothing.
+type usageMeter struct {
+	mu     sync.Mutex // a caller may Close the body while a Read runs
+	scan   usageScan
+	rep    usageReporter
+	member string
+	done   bool
+}
+
+// read scans what one Read of the body returned.
+func (u *usageMeter) read(p []byte, err error) {
+	if u.rep == nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return
+	}
+	u.scan.feed(p)
+	if u.scan.docEnded || errors.Is(err, io.EOF) {
+		u.report()
+	}
+}
+
+// flush reports the usage seen, once.
+func (u *usageMeter) flush() {
+	if u.rep == nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.report()
+}
+
+// report reports the usage seen, once; u.mu is held.
+func (u *usageMeter) report() {
+	if u.done {
+		return
+	}
+	u.done = true
+	if p, c, ok := u.scan.counts(); ok {
+		u.rep.ReportUsage(u.member, p, c)
+	}
+}

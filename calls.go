@@ -103,6 +103,10 @@ func (c *calls) end() { c.word().Add(^uint64(0)) }
 // count out, without counting a start.
 func (c *calls) enter() { c.word().Add(1) }
 
+// count counts one more (in the started part), for a plain striped
+// counter such as the calls a member served.
+func (c *calls) count() { c.word().Add(1 << inFlightBits) }
+
 // load returns the calls in flight and the calls ever started.
 func (c *calls) load() (inFlight int64, requests uint64) {
 	return decode(c.exact().Load() + c.others())

@@ -748,3 +748,54 @@ func isTypeKey(key []byte) bool {
 	}
 	return false
 }
+
+// estimateEmbedding estimates an embeddings request's input: 4 bytes a
+// token for text, a token per number for token arrays, at least 1.
+func estimateEmbedding(conv openai.EmbeddingRequestConverter) int {
+	var n int
+	switch r := conv.(type) {
+	case openai.EmbeddingRequest:
+		n = estimateInput(r.Input)
+	case *openai.EmbeddingRequest:
+		n = estimateInput(r.Input)
+	case openai.EmbeddingRequestStrings:
+		n = estimateInput(r.Input)
+	case *openai.EmbeddingRequestStrings:
+		n = estimateInput(r.Input)
+	case openai.EmbeddingRequestTokens:
+		n = estimateInput(r.Input)
+	case *openai.EmbeddingRequestTokens:
+		n = estimateInput(r.Input)
+	}
+	return max(n, 1)
+}
+
+// estimateInput estimates an embeddings input: a string, strings, token
+// arrays or arrays of them.
+func estimateInput(in any) int {
+	switch v := in.(type) {
+	case string:
+		return (len(v) + 3) / 4
+	case []string:
+		n := 0
+		for _, s := range v {
+			n += (len(s) + 3) / 4
+		}
+		return n
+	case []int:
+		return len(v)
+	case [][]int:
+		n := 0
+		for _, t := range v {
+			n += len(t)
+		}
+		return n
+	case []any:
+		n := 0
+		for _, x := range v {
+			n += estimateInput(x)
+		}
+		return n
+	}
+	return 0
+}

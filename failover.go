@@ -308,7 +308,7 @@ func attempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C
 // verdict. If the classifier panics, g is released.
 func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant, err error, clk *selection, n int) failure {
 	if err == nil {
-		m.st.use.served.Add(1)
+		m.st.use.served.count()
 		ch := m.st.succeed(g, clk)
 		p.freed(m.st)
 		if ch.kind != 0 || ch.wake {

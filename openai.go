@@ -239,7 +239,7 @@ func (o *OpenAI) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequ
 	if isNil(conv) {
 		return openai.EmbeddingResponse{}, fmt.Errorf("%w: CreateEmbeddings with a nil request", ErrInvalid)
 	}
-	return serve(ctx, o, 1, func(ctx context.Context, m Member[*openai.Client]) (openai.EmbeddingResponse, error) {
+	return serve(ctx, o, estimateEmbedding(conv), func(ctx context.Context, m Member[*openai.Client]) (openai.EmbeddingResponse, error) {
 		return m.Client.CreateEmbeddings(ctx, withEmbeddingModel(conv, m.Model))
 	})
 }

@@ -204,6 +204,7 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 		if st == nil {
 			st = &memberState{name: m.Name, sh: p.sh}
 			st.calls.init(&p.arena)
+			st.use.served.init(&p.arena)
 		}
 		if !sameLimits { // same limits keep their history
 			lim := newLimiter(m.Limits, m.Name, p.sh)

@@ -112,7 +112,7 @@ func (p *Pool[C]) Status() []Status {
 		s.Failures = st.failures.Load()
 		s.Hedged = st.hedged.Load()
 		s.Limited = st.limited.Load()
-		s.Served = st.use.served.Load()
+		s.Served = st.use.served.requests()
 		s.PromptTokens = st.use.prompt.Load()
 		s.CompletionTokens = st.use.completion.Load()
 		s.Limits = m.Limits

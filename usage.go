@@ -13,7 +13,7 @@ import (
 // usage counts what a member served: calls answered and the tokens its
 // provider reported for them.
 type usage struct {
-	served     atomic.Uint64
+	served     calls // striped like the call counter: a healthy call writes no shared line
 	prompt     atomic.Uint64
 	completion atomic.Uint64
 }

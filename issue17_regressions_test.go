@@ -37,8 +37,6 @@ func TestAzureDeploymentBase(t *testing.T) {
 	assert.Equal(t, "https://x.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21", got)
 }
 
-
-
 // S2: Transport, Responses: a stream that ends with the terminal "error"
 // event reads as io.ErrUnexpectedEOF although the provider ended it.
 func TestTransportResponsesErrorEventEnd(t *testing.T) {

@@ -137,13 +137,23 @@ func (r *recorder) option() failover.Option {
 
 var fixtureRequest = openai.ChatCompletionRequest{Model: "m", Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "hi"}}}
 
-// sdkCall makes the fixture's call on a go-openai-shaped client and returns
-// its error.
-func sdkCall(fx fixture, chat func() error, stream func() error) error {
-	if fx.Stream {
-		return stream()
+// chatCall makes the fixture's call, plain or streaming, on a
+// go-openai-shaped client and returns its error.
+func chatCall[S interface {
+	Recv() (openai.ChatCompletionStreamResponse, error)
+	Close() error
+}](fx fixture, chat func(context.Context, openai.ChatCompletionRequest) (openai.ChatCompletionResponse, error),
+	stream func(context.Context, openai.ChatCompletionRequest) (S, error)) error {
+	if !fx.Stream {
+		_, err := chat(context.Background(), fixtureRequest)
+		return err
 	}
-	return chat()
+	s, err := stream(context.Background(), fixtureRequest)
+	if err == nil {
+		defer s.Close()
+		_, err = s.Recv()
+	}
+	return err
 }
 
 func viaOpenAI(t *testing.T, fx fixture) failover.Verdict {
@@ -154,17 +164,7 @@ func viaOpenAI(t *testing.T, fx fixture) failover.Verdict {
 	p, err := failover.New([]failover.Member[*openai.Client]{failover.OpenAIMember("m", cfg)}, rec.option())
 	require.NoError(t, err)
 	c := failover.NewOpenAI(p)
-	err = sdkCall(fx, func() error {
-		_, err := c.CreateChatCompletion(context.Background(), fixtureRequest)
-		return err
-	}, func() error {
-		s, err := c.CreateChatCompletionStream(context.Background(), fixtureRequest)
-		if err == nil {
-			defer s.Close()
-			_, err = s.Recv()
-		}
-		return err
-	})
+	err = chatCall(fx, c.CreateChatCompletion, c.CreateChatCompletionStream)
 	require.Error(t, err, "the call must fail")
 	require.NotNil(t, rec.v, "the pool classified nothing: %v", err)
 	return *rec.v
@@ -182,17 +182,7 @@ func viaTransport(t *testing.T, fx fixture) failover.Verdict {
 	cfg.BaseURL = "http://failover.local/v1"
 	cfg.HTTPClient = &http.Client{Transport: failover.NewTransport(p)}
 	c := openai.NewClientWithConfig(cfg)
-	err = sdkCall(fx, func() error {
-		_, err := c.CreateChatCompletion(context.Background(), fixtureRequest)
-		return err
-	}, func() error {
-		s, err := c.CreateChatCompletionStream(context.Background(), fixtureRequest)
-		if err == nil {
-			defer s.Close()
-			_, err = s.Recv()
-		}
-		return err
-	})
+	err = chatCall(fx, c.CreateChatCompletion, c.CreateChatCompletionStream)
 	require.Error(t, err, "the call must fail")
 	require.NotNil(t, rec.v, "the pool classified nothing: %v", err)
 	return *rec.v

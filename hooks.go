@@ -130,3 +130,16 @@ func (p *Pool[C]) attemptEnd(member string, n int, err error, f failure, began t
 	e.Duration = at.Sub(began)
 	return e
 }
+
+// Options combines opts into one Option, applied in order, so a package
+// can hand out several as one (otelfailover does). Nil options are
+// skipped.
+func Options(opts ...Option) Option {
+	return func(o *settings) {
+		for _, opt := range opts {
+			if opt != nil {
+				opt(o)
+			}
+		}
+	}
+}

@@ -28,6 +28,27 @@ type Metrics struct {
 
 	mu     sync.RWMutex
 	models map[string]string // member → model, from the observed pool
+
+	// sets caches the attribute sets of the healthy path, keyed by
+	// setKey: bounded by members × operations.
+	sets sync.Map
+}
+
+// setKey names a cached attribute set: a member's, or a healthy call's.
+type setKey struct {
+	member string
+	op     operation
+	model  string
+	call   bool
+}
+
+// set returns the cached measurement option for k, built by attrs.
+func (m *Metrics) set(k setKey, attrs func() []attribute.KeyValue) metric.MeasurementOption {
+	if v, ok := m.sets.Load(k); ok {
+		return v.(metric.MeasurementOption)
+	}
+	v, _ := m.sets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(attrs()...)))
+	return v.(metric.MeasurementOption)
 }
 
 // NewMetrics creates the instruments on mp's meter for [ScopeName].
@@ -157,24 +178,21 @@ func (m *Metrics) call(ctx context.Context) (context.Context, func(error)) {
 		c.mu.Lock()
 		member, last := c.member, c.reason
 		c.mu.Unlock()
-		attrs := make([]attribute.KeyValue, 0, 6)
-		if op, ok := operationOf(ctx); ok {
-			attrs = append(attrs, AttrOperation.String(op.name), AttrProvider.String(op.provider))
+		op, hasOp := operationOf(ctx)
+		model := m.model(member)
+		if err == nil {
+			m.opDur.Record(ctx, time.Since(start).Seconds(), m.set(setKey{member: member, op: op, model: model, call: true}, func() []attribute.KeyValue {
+				return callAttrs(op, hasOp, member, model)
+			}))
+			return
 		}
-		if member != "" {
-			attrs = append(attrs, AttrMember.String(member))
-			if model := m.model(member); model != "" {
-				attrs = append(attrs, AttrRequestModel.String(model))
-			}
-		}
-		if err != nil {
-			attrs = append(attrs, AttrErrorType.String(errorType(err, last)))
-			var fe *failover.Error
-			if errors.As(err, &fe) {
-				for _, a := range fe.Attempts {
-					if a.Skipped {
-						m.skips.Add(ctx, 1, metric.WithAttributes(AttrMember.String(a.Member), AttrCause.String(skipCause(a))))
-					}
+		attrs := callAttrs(op, hasOp, member, model)
+		attrs = append(attrs, AttrErrorType.String(errorType(err, last)))
+		var fe *failover.Error
+		if errors.As(err, &fe) {
+			for _, a := range fe.Attempts {
+				if a.Skipped {
+					m.skips.Add(ctx, 1, metric.WithAttributes(AttrMember.String(a.Member), AttrCause.String(skipCause(a))))
 				}
 			}
 		}
@@ -182,9 +200,25 @@ func (m *Metrics) call(ctx context.Context) (context.Context, func(error)) {
 	}
 }
 
+// callAttrs are a call's attributes but error.type.
+func callAttrs(op operation, hasOp bool, member, model string) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 6)
+	if hasOp {
+		attrs = append(attrs, AttrOperation.String(op.name), AttrProvider.String(op.provider))
+	}
+	if member != "" {
+		attrs = append(attrs, AttrMember.String(member))
+	}
+	if model != "" {
+		attrs = append(attrs, AttrRequestModel.String(model))
+	}
+	return attrs
+}
+
 func (m *Metrics) attempt(ctx context.Context, member string, _ int) (context.Context, func(failover.AttemptEnd)) {
 	member1 := AttrMember.String(member)
-	m.requests.Add(ctx, 1, metric.WithAttributes(member1))
+	only := m.set(setKey{member: member}, func() []attribute.KeyValue { return []attribute.KeyValue{member1} })
+	m.requests.Add(ctx, 1, only)
 	c, _ := ctx.Value(metricsCallKey{}).(*metricsCall)
 	return ctx, func(e failover.AttemptEnd) {
 		if e.Lost {
@@ -196,7 +230,7 @@ func (m *Metrics) attempt(ctx context.Context, member string, _ int) (context.Co
 			c.mu.Unlock()
 		}
 		if e.Err == nil {
-			m.attemptDur.Record(ctx, e.Duration.Seconds(), metric.WithAttributes(member1))
+			m.attemptDur.Record(ctx, e.Duration.Seconds(), only)
 			return
 		}
 		reason := string(e.Reason)

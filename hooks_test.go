@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -98,4 +100,45 @@ func BenchmarkDoHooks(b *testing.B) {
 		},
 	}))
 	benchDo(b, p)
+}
+
+// TestHooksHedged checks the attempt hooks of a hedged call: the slow
+// first attempt ends lost, the hedge that served ends hedged.
+func TestHooksHedged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var ends []failover.AttemptEnd
+		p, err := failover.New([]failover.Member[string]{{Name: "slow", Client: "slow"}, {Name: "fast", Client: "fast"}},
+			failover.WithHedge(time.Second),
+			failover.WithHooks(failover.Hooks{Attempt: func(ctx context.Context, _ string, _ int) (context.Context, func(failover.AttemptEnd)) {
+				return ctx, func(e failover.AttemptEnd) { mu.Lock(); ends = append(ends, e); mu.Unlock() }
+			}}))
+		require.NoError(t, err)
+		upstream := map[string]int{}
+		out, err := failover.Do(context.Background(), p, func(ctx context.Context, m failover.Member[string]) (string, error) {
+			mu.Lock()
+			upstream[m.Name]++
+			mu.Unlock()
+			if m.Client == "slow" {
+				<-ctx.Done()
+				return "", ctx.Err()
+			}
+			return m.Name, nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, "fast", out)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Equal(t, map[string]int{"slow": 1, "fast": 1}, upstream)
+		require.Len(t, ends, 2)
+		assert.Equal(t, "fast", ends[0].Member)
+		assert.True(t, ends[0].Hedged)
+		assert.NoError(t, ends[0].Err)
+		assert.Equal(t, time.Duration(0), ends[0].Duration, "fake time: the hedge answers at once")
+		assert.Equal(t, "slow", ends[1].Member)
+		assert.True(t, ends[1].Lost)
+		assert.Equal(t, 1, ends[1].N)
+		assert.Equal(t, 0, p.Status()[0].InFlight+p.Status()[1].InFlight)
+	})
 }

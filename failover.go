@@ -169,6 +169,15 @@ func Do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 	case ctx == nil:
 		return zero, fmt.Errorf("%w: Do with a nil context", ErrInvalid)
 	}
+	if p.set.hooks.Call != nil {
+		return hookedDo(ctx, p, fn, opts)
+	}
+	return do(ctx, p, fn, opts)
+}
+
+// do is Do after its checks and the Call hook.
+func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, m Member[C]) (T, error), opts []CallOption) (T, error) {
+	var zero T
 	c := p.cfg.Load()
 	limit := p.set.maxAttempts
 	if limit == 0 {
@@ -274,8 +283,9 @@ func largerContext[C any](c *config[C], tried *bitset, m *entry[C]) bool {
 
 // failure is the verdict on a failed attempt and when it was reached.
 type failure struct {
-	v  Verdict
-	at time.Time
+	v     Verdict
+	at    time.Time
+	until time.Time // end of the cooldown it opened or extended, if any
 }
 
 // attempt runs fn on member m, which the call holds with grant g (the
@@ -284,23 +294,41 @@ type failure struct {
 // panics, it is released and the panic goes on to the caller.
 func attempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection, n int) (out T, f failure, err error) {
 	settled := false
+	var end func(AttemptEnd) // the Attempt hook's, if any
+	var began time.Time
 	defer func() {
 		if !settled {
 			p.release(ctx, m.st, g)
 		}
+		if end != nil { // fn, the classifier or an observer panicked
+			end(AttemptEnd{Member: m.Name, N: n, Err: ErrPanicked, Duration: p.now().Sub(began)})
+		}
 	}()
+	actx := ctx
+	if h := p.set.hooks.Attempt; h != nil {
+		began = p.now()
+		actx, end = h(ctx, m.Name, n)
+		if actx == nil {
+			actx = ctx
+		}
+	}
 	if g.probe {
 		p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: n})
 	}
-	actx := ctx
 	if d := p.set.attemptTimeout; d > 0 {
 		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, d)
+		actx, cancel = context.WithTimeout(actx, d)
 		defer cancel()
 	}
 	out, err = fn(actx, m.Member)
 	settled = true
-	return out, p.settle(ctx, c, m, g, err, clk, n), err
+	f = p.settle(ctx, c, m, g, err, clk, n)
+	if end != nil {
+		done := end
+		end = nil // ended here, not by the deferred call
+		done(p.attemptEnd(m.Name, n, err, f, began))
+	}
+	return out, f, err
 }
 
 // settle records the outcome err of an attempt on m holding g: the
@@ -325,7 +353,7 @@ func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant
 	}()
 	f.v = p.verdict(ctx, err, f.at)
 	classified = true
-	p.failed(ctx, c, m.Group, m.st, g, err, f.v, f.at, n)
+	f.until = p.failed(ctx, c, m.Group, m.st, g, err, f.v, f.at, n)
 	return f
 }
 
@@ -364,8 +392,9 @@ func (p *Pool[C]) classify(err error, now time.Time) Verdict {
 
 // failed records a failed outcome on st, cools its Group on a quota
 // failure, and then emits the events: a panicking observer or logger finds
-// the pool consistent.
-func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *memberState, g grant, err error, v Verdict, now time.Time, n int) {
+// the pool consistent. It returns the end of the cooldown the failure
+// opened or extended on st, if any.
+func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *memberState, g grant, err error, v Verdict, now time.Time, n int) (until time.Time) {
 	st.calls.end()
 	text := ""
 	if v.Reason.FailsOver() {
@@ -395,6 +424,10 @@ func (p *Pool[C]) failed(ctx context.Context, c *config[C], group string, st *me
 	for i, other := range cooled {
 		p.announce(ctx, changes[i], Event{Member: other.name, Reason: v.Reason, Err: rerr})
 	}
+	if ch.kind == EventCooldown {
+		return ch.until
+	}
+	return time.Time{}
 }
 
 // apply turns a state change into events and wakes waiters.

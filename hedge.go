@@ -27,6 +27,17 @@ type outcome[T any] struct {
 	err      error
 	panicked bool
 	value    any
+	end      func(AttemptEnd) // the Attempt hook's, if any
+	began    time.Time
+	hedge    bool
+	n        int
+}
+
+// lost ends the Attempt hook of an attempt whose outcome does not count.
+func (r outcome[T]) lost(name string) {
+	if r.end != nil {
+		r.end(AttemptEnd{Member: name, N: r.n, Err: context.Canceled, Hedged: r.hedge, Lost: true})
+	}
 }
 
 // hedged runs a call whose first member, i with grant g, is already
@@ -46,20 +57,19 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 		attempts []Attempt
 		running  int
 	)
-	launch := func(i int, g grant) {
+	launch := func(i int, g grant, r outcome[T], hctx context.Context) {
 		m := &c.members[i]
 		var actx context.Context
 		var cancel context.CancelFunc
 		if d := p.set.attemptTimeout; d > 0 {
-			actx, cancel = context.WithTimeout(ctx, d)
+			actx, cancel = context.WithTimeout(hctx, d)
 		} else {
-			actx, cancel = context.WithCancel(ctx)
+			actx, cancel = context.WithCancel(hctx)
 		}
 		cancels = append(cancels, cancel)
 		tried.set(i)
 		running++
 		go func() {
-			r := outcome[T]{i: i, g: g}
 			defer func() {
 				if v := recover(); v != nil {
 					r.panicked, r.value = true, v
@@ -73,6 +83,7 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 				if late { // the call is decided: this attempt lost
 					p.release(ctx, m.st, g)
 					discard(r)
+					r.lost(m.Name)
 				}
 			}()
 			r.out, r.err = fn(actx, m.Member)
@@ -83,7 +94,15 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 	start := func(i int, g grant, hedge bool) {
 		m := &c.members[i]
 		n := len(attempts) + running + 1
-		launch(i, g)
+		r, hctx := outcome[T]{i: i, g: g, hedge: hedge, n: n}, ctx
+		if h := p.set.hooks.Attempt; h != nil {
+			r.began = p.now()
+			hctx, r.end = h(ctx, m.Name, n)
+			if hctx == nil {
+				hctx = ctx
+			}
+		}
+		launch(i, g, r, hctx)
 		if hedge {
 			m.st.hedged.Add(1)
 			p.emit(ctx, Event{Kind: EventHedge, Member: m.Name, Attempt: n})
@@ -130,6 +149,7 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 		for _, r := range late {
 			p.release(ctx, c.members[r.i].st, r.g)
 			discard(r)
+			r.lost(c.members[r.i].Name)
 		}
 	}()
 
@@ -148,10 +168,18 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 			m := &c.members[r.i]
 			if r.panicked {
 				p.release(ctx, m.st, r.g)
+				if r.end != nil {
+					r.end(AttemptEnd{Member: m.Name, Err: ErrPanicked, Hedged: r.hedge, Duration: p.now().Sub(r.began)})
+				}
 				panic(r.value)
 			}
 			n := len(attempts) + 1
 			f := p.settle(ctx, c, m, r.g, r.err, &selection{clock: p.set.now}, n)
+			if r.end != nil {
+				e := p.attemptEnd(m.Name, n, r.err, f, r.began)
+				e.Hedged = r.hedge
+				r.end(e)
+			}
 			if r.err == nil {
 				if len(attempts) > 0 {
 					p.stick(c, r.i, p.now())

@@ -51,6 +51,7 @@ type settings struct {
 	cooldowns       Cooldowns
 	classifier      Classifier
 	observer        func(Event)
+	hooks           Hooks
 	logger          *slog.Logger
 	maxAttempts     int
 	attemptTimeout  time.Duration
@@ -76,7 +77,18 @@ func WithClassifier(c Classifier) Option { return func(o *settings) { o.classifi
 // WithObserver sets a function called with every [Event]. It is called
 // synchronously from the goroutine that caused the event, never while the
 // pool holds a lock, so it may call the pool's methods. Keep it fast.
-func WithObserver(f func(Event)) Option { return func(o *settings) { o.observer = f } }
+// Several WithObserver options all run, in the order given.
+func WithObserver(f func(Event)) Option {
+	return func(o *settings) {
+		switch prev := o.observer; {
+		case f == nil:
+		case prev == nil:
+			o.observer = f
+		default:
+			o.observer = func(ev Event) { prev(ev); f(ev) }
+		}
+	}
+}
 
 // WithLogger logs events through l: failed attempts and cooldowns at Warn,
 // disabled members at Error, probes and recoveries at Info. Keys are

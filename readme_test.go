@@ -157,6 +157,7 @@ func TestREADME(t *testing.T) {
 	subs := []struct{ path, dir string }{
 		{"github.com/llmfailover/failover", root},
 		{"github.com/llmfailover/failover/redisstore", filepath.Join(root, "redisstore")},
+		{"github.com/llmfailover/failover/otelfailover", filepath.Join(root, "otelfailover")},
 	}
 	local := map[string]bool{}
 	for _, s := range subs {

@@ -293,9 +293,39 @@ type failure struct {
 // the attempt's from the pick on: if fn, the observer or the classifier
 // panics, it is released and the panic goes on to the caller.
 func attempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection, n int) (out T, f failure, err error) {
+	if p.set.hooks.Attempt != nil {
+		return hookedAttempt(ctx, p, c, m, g, fn, clk, n)
+	}
 	settled := false
-	var end func(AttemptEnd) // the Attempt hook's, if any
-	var began time.Time
+	defer func() {
+		if !settled {
+			p.release(ctx, m.st, g)
+		}
+	}()
+	if g.probe {
+		p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: n})
+	}
+	actx := ctx
+	if d := p.set.attemptTimeout; d > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	out, err = fn(actx, m.Member)
+	settled = true
+	return out, p.settle(ctx, c, m, g, err, clk, n), err
+}
+
+// hookedAttempt is attempt with the Attempt hook around it (see Hooks):
+// the hook's context is the attempt's, and its end function hears the
+// outcome, or ErrPanicked when fn, the classifier or an observer panics.
+func hookedAttempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection, n int) (out T, f failure, err error) {
+	settled := false
+	began := p.now()
+	actx, end := p.set.hooks.Attempt(ctx, m.Name, n)
+	if actx == nil {
+		actx = ctx
+	}
 	defer func() {
 		if !settled {
 			p.release(ctx, m.st, g)
@@ -304,14 +334,6 @@ func attempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C
 			end(AttemptEnd{Member: m.Name, N: n, Err: ErrPanicked, Duration: p.now().Sub(began)})
 		}
 	}()
-	actx := ctx
-	if h := p.set.hooks.Attempt; h != nil {
-		began = p.now()
-		actx, end = h(ctx, m.Name, n)
-		if actx == nil {
-			actx = ctx
-		}
-	}
 	if g.probe {
 		p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: n})
 	}

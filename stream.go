@@ -98,15 +98,22 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 		_ = st.Close()
 	}
 	cancel()
+	return nil, x.wrap(o.openFailure(ctx, actx, err, timedOut, attemptOver, "chunk"), m.Model, o.pool.secrets())
+}
+
+// openFailure is the error of a stream that failed to open: the caller's
+// cancellation, a first event (what) that came too late, the attempt's
+// timeout, or err itself.
+func (o *OpenAI) openFailure(ctx, actx context.Context, err error, timedOut, attemptOver bool, what string) error {
 	switch {
 	case ctx.Err() != nil:
-		err = ctx.Err()
+		return ctx.Err()
 	case timedOut:
-		err = fmt.Errorf("failover: no first chunk within %v: %w", o.firstChunk, context.DeadlineExceeded)
+		return fmt.Errorf("failover: no first %s within %v: %w", what, o.firstChunk, context.DeadlineExceeded)
 	case attemptOver:
-		err = fmt.Errorf("failover: attempt: %w", actx.Err())
+		return fmt.Errorf("failover: attempt: %w", actx.Err())
 	}
-	return nil, x.wrap(err, m.Model, o.pool.secrets())
+	return err
 }
 
 // failedChunkError is the failure of a stream whose first chunk ends with

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -94,15 +93,7 @@ func openEvents[E any](ctx, actx context.Context, o *OpenAI, m Member[*openai.Cl
 		_ = src.Close()
 	}
 	cancel()
-	switch {
-	case ctx.Err() != nil:
-		err = ctx.Err()
-	case timedOut:
-		err = fmt.Errorf("failover: no first event within %v: %w", o.firstChunk, context.DeadlineExceeded)
-	case attemptOver:
-		err = fmt.Errorf("failover: attempt: %w", actx.Err())
-	}
-	return nil, x.wrap(err, m.Model, o.pool.secrets())
+	return nil, x.wrap(o.openFailure(ctx, actx, err, timedOut, attemptOver, "event"), m.Model, o.pool.secrets())
 }
 
 // observe notes an event that ends the stream or reports a failure.

@@ -205,6 +205,9 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 			st = &memberState{name: m.Name, sh: p.sh}
 			st.calls.init(&p.arena)
 			st.use.served.init(&p.arena)
+			for k := range st.skips {
+				st.skips[k].init(&p.arena)
+			}
 		}
 		if !sameLimits { // same limits keep their history
 			lim := newLimiter(m.Limits, m.Name, p.sh)
@@ -296,6 +299,7 @@ type selection struct {
 	set        bool
 	tokens     int
 	minContext int // after a context_length error: the context a member must declare
+	again      bool // a later selection of a call that went on: the first counted its skips
 }
 
 func (c *selection) now() time.Time {
@@ -382,6 +386,21 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 		i := t.idx[k]
 		return !tried.has(i) && c.members[i].st.ready(clk)
 	}
+	// drawn is usable for a member the selection looks at by name (a
+	// draw, or LeastInFlight's comparison), counting the skip of one that
+	// cannot serve; the scans after missed draws count none.
+	drawn := func(k int) bool {
+		i := t.idx[k]
+		if tried.has(i) {
+			return false
+		}
+		st := c.members[i].st
+		if why := st.unready(clk); why != skipNone {
+			st.pass(clk, why)
+			return false
+		}
+		return true
+	}
 	if p.set.strategy == LeastInFlight {
 		if len(t.idx) > exactTier {
 			// The power of two choices: of two ready members drawn at
@@ -390,7 +409,7 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 			a, b := -1, -1
 			for range drawTries {
 				k := int(p.below(t, uint64(len(t.idx))))
-				if k == a || !usable(k) {
+				if k == a || !drawn(k) {
 					continue
 				}
 				if a < 0 {
@@ -413,10 +432,10 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 		}
 		best, least := -1, int64(0)
 		for k, i := range t.idx {
-			st := c.members[i].st
-			if tried.has(i) || !st.ready(clk) {
+			if !drawn(k) {
 				continue
 			}
+			st := c.members[i].st
 			if n := st.calls.inFlight(); best < 0 || n < least {
 				best, least = k, n
 			}
@@ -433,7 +452,7 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 		if frac >= t.prob[k] {
 			k = uint64(t.alias[k])
 		}
-		if usable(int(k)) {
+		if drawn(int(k)) {
 			return int(k)
 		}
 	}

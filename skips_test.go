@@ -1,0 +1,78 @@
+package failover_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/llmfailover/failover"
+)
+
+// A call that succeeds on a fallback counts a skip on each member it
+// passed over, by cause: a disabled key, a cooling key, a key whose probe
+// another call holds.
+func TestSkipsOfSuccessfulCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := &fakeClient{}
+		b := &fakeClient{fail: firstN(1, apiErr(429, "rate_limit_exceeded", "Rate limit reached"))}
+		c := &fakeClient{}
+		p := newPool(t, members(a, b, c), failover.WithCooldowns(exact()))
+		require.NoError(t, p.Disable("a"))
+
+		got, err := failover.Do(context.Background(), p, call) // b fails with a 429, c serves
+		require.NoError(t, err)
+		assert.Equal(t, "c", got)
+		for range 4 { // b cools: each call passes a and b over
+			got, err = failover.Do(context.Background(), p, call)
+			require.NoError(t, err)
+			assert.Equal(t, "c", got)
+		}
+		assert.Equal(t, failover.Skips{Disabled: 5}, status(t, p, "a").Skipped)
+		assert.Equal(t, failover.Skips{Cooling: 4}, status(t, p, "b").Skipped)
+		assert.Equal(t, failover.Skips{}, status(t, p, "c").Skipped)
+		assert.EqualValues(t, 1, b.calls.Load())
+
+		// b's window ends: the next call probes it, slowly; a call made
+		// meanwhile passes b over as probing.
+		time.Sleep(time.Until(status(t, p, "b").Until) + time.Millisecond)
+		b.delay = time.Second
+		done := make(chan string)
+		go func() {
+			got, _ := failover.Do(context.Background(), p, call)
+			done <- got
+		}()
+		synctest.Wait()
+		got, err = failover.Do(context.Background(), p, call)
+		require.NoError(t, err)
+		assert.Equal(t, "c", got)
+		assert.Equal(t, "b", <-done)
+		assert.Equal(t, failover.Skips{Cooling: 4, Probing: 1}, status(t, p, "b").Skipped)
+		assert.Equal(t, failover.Skips{Disabled: 7}, status(t, p, "a").Skipped)
+		assert.EqualValues(t, 2, b.calls.Load())
+	})
+}
+
+// Weighted counts each draw that lands on a member that cannot serve:
+// with the other member disabled, every call skips it at most drawTries
+// times, and it still serves none.
+func TestSkipsWeighted(t *testing.T) {
+	a, b := &fakeClient{}, &fakeClient{}
+	ms := members(a, b)
+	ms[1].Priority = 0
+	p := newPool(t, ms, failover.WithStrategy(failover.Weighted))
+	require.NoError(t, p.Disable("a"))
+	const calls = 400
+	for range calls {
+		got, err := failover.Do(context.Background(), p, call)
+		require.NoError(t, err)
+		assert.Equal(t, "b", got)
+	}
+	skips := status(t, p, "a").Skipped.Disabled
+	// Equal weights: a draw lands on a half the time, so about one skip a call.
+	assert.InDelta(t, calls, float64(skips), calls*0.25, "skips %d", skips)
+	assert.Zero(t, a.calls.Load())
+}

@@ -298,7 +298,7 @@ type selection struct {
 	t          time.Time
 	set        bool
 	tokens     int
-	minContext int // after a context_length error: the context a member must declare
+	minContext int  // after a context_length error: the context a member must declare
 	again      bool // a later selection of a call that went on: the first counted its skips
 }
 

@@ -163,7 +163,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp.Header[memberHeader] = []string{m.Name}
 		if b, ok := resp.Body.(*cancelOnClose); ok && resp.StatusCode < 300 {
-			b.usage.rep, b.usage.member = t.Pool, m.Name // the usage it reports is m's
+			b.usage.rep, b.usage.member, b.usage.ctx = t.Pool, m.Name, actx // the usage it reports is m's
 		}
 		return resp, nil
 	}, opts...)

@@ -143,11 +143,11 @@ type usageScan struct {
 	capture   bool           // the current string is a model's value
 	model     [maxModel]byte // the last model seen
 	modelN    int
-	key       usageKey          // the string just closed, when it may be a key
-	colon     bool              // a ':' followed key
-	depth     int32             // of objects and arrays
-	in        int32             // depth inside the usage object being read; 0 outside
-	numKey    usageKey          // the field whose number is being read
+	key       usageKey // the string just closed, when it may be a key
+	colon     bool     // a ':' followed key
+	depth     int32    // of objects and arrays
+	in        int32    // depth inside the usage object being read; 0 outside
+	numKey    usageKey // the field whose number is being read
 	num       int64
 	cur       [5]int64 // the usage object being read, by usageKey; -1 absent
 	prompt    int64    // the usage seen so far; -1 none

@@ -45,11 +45,13 @@ const (
 	AttrOperation     = attribute.Key("gen_ai.operation.name")
 	AttrProvider      = attribute.Key("gen_ai.provider.name")
 	AttrRequestModel  = attribute.Key("gen_ai.request.model")
+	AttrResponseModel = attribute.Key("gen_ai.response.model")
 	AttrTokenType     = attribute.Key("gen_ai.token.type")
 	AttrErrorType     = attribute.Key("error.type")
 	attrOutcomeOK     = "ok"
 	errorTypePanic    = "panic"
 	errorTypeNoMember = "unavailable"
+	otherValue        = "_OTHER"
 )
 
 type opKey struct{}

@@ -3,6 +3,7 @@ package otelfailover
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -32,12 +33,19 @@ type tracer struct{ t trace.Tracer }
 
 type spanCallKey struct{}
 
+// spanCall is what a call's span learns from its attempts.
+type spanCall struct {
+	mu     sync.Mutex
+	member string          // the last member tried
+	reason failover.Reason // its failure's reason, if it failed
+}
+
 func (t *tracer) call(ctx context.Context) (context.Context, func(error)) {
 	var attrs []attribute.KeyValue
 	if op, ok := operationOf(ctx); ok {
 		attrs = append(attrs, AttrOperation.String(op.name), AttrProvider.String(op.provider))
 	}
-	c := &metricsCall{}
+	c := &spanCall{}
 	ctx, span := t.t.Start(context.WithValue(ctx, spanCallKey{}, c), SpanCall, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
 	return ctx, func(err error) {
 		c.mu.Lock()
@@ -69,7 +77,7 @@ func (t *tracer) call(ctx context.Context) (context.Context, func(error)) {
 }
 
 func (t *tracer) attempt(ctx context.Context, member string, n int) (context.Context, func(failover.AttemptEnd)) {
-	c, _ := ctx.Value(spanCallKey{}).(*metricsCall)
+	c, _ := ctx.Value(spanCallKey{}).(*spanCall)
 	ctx, span := t.t.Start(ctx, SpanAttempt, trace.WithAttributes(AttrMember.String(member), AttrAttempt.Int(n)))
 	return ctx, func(e failover.AttemptEnd) {
 		if c != nil && !e.Lost {

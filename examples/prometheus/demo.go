@@ -74,8 +74,9 @@ type demo struct {
 
 // newDemo builds the pool: a free key that gets rate limited and a
 // revoked key, both first, and a paid key as the fallback. Its meter
-// provider's only reader is the Prometheus exporter.
-func newDemo() (*demo, error) {
+// provider's only reader is the Prometheus exporter. opts are added to
+// the pool's options.
+func newDemo(opts ...failover.Option) (*demo, error) {
 	reg := prometheus.NewRegistry()
 	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
 	if err != nil {
@@ -97,12 +98,13 @@ func newDemo() (*demo, error) {
 	clk := &clock{now: time.Now()}
 	cooldowns := failover.DefaultCooldowns()
 	cooldowns.PermanentUntilEnable = true // a 401 takes the key out until Enable
-	pool, err := failover.New([]failover.Member[*openai.Client]{free, revoked, paid},
+	pool, err := failover.New([]failover.Member[*openai.Client]{free, revoked, paid}, append([]failover.Option{
 		om.Option(),
 		failover.WithCooldowns(cooldowns),
 		failover.WithClock(clk.Now),
 		failover.WithHedge(hedgeDelay),
-		failover.WithRetryBudget(0.1, 3))
+		failover.WithRetryBudget(0.1, 3),
+	}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -126,7 +126,7 @@ func newDemo(opts ...failover.Option) (*demo, error) {
 
 // answer is a chat completion from member that reports usage.
 func answer(member string) failovertest.Response {
-	b, _ := json.Marshal(openai.ChatCompletionResponse{ID: "chatcmpl-demo", Object: "chat.completion",
+	b, _ := json.Marshal(openai.ChatCompletionResponse{ID: "chatcmpl-demo", Object: "chat.completion", Model: "gpt-4o-2024-08-06",
 		Choices: []openai.ChatCompletionChoice{{Message: openai.ChatCompletionMessage{Role: "assistant", Content: "from " + member}, FinishReason: "stop"}},
 		Usage:   openai.Usage{PromptTokens: promptTokens, CompletionTokens: completionTokens, TotalTokens: promptTokens + completionTokens}})
 	return failovertest.Response{Body: string(b)}

@@ -400,10 +400,15 @@ func TestMetricsFollowTheREADME(t *testing.T) {
 	check("failover_attempt_duration_seconds", member("revoked", "error_type", "auth"), 1)
 	op := func(name, model, errType string) map[string]string {
 		return member(name, "gen_ai_operation_name", "chat", "gen_ai_provider_name", "openai",
-			"gen_ai_request_model", model, "error_type", errType)
+			"gen_ai_request_model", model, "error_type", errType, "gen_ai_response_model", "")
 	}
-	check("gen_ai_client_operation_duration_seconds", op("paid", "gpt-4o", ""), 4)
-	check("gen_ai_client_operation_duration_seconds", op("free", "gpt-4o-mini", ""), 1)
+	named := func(m map[string]string) map[string]string {
+		m["gen_ai_response_model"] = "gpt-4o-2024-08-06" // the answers name it; the stream's usage came after the call
+		return m
+	}
+	check("gen_ai_client_operation_duration_seconds", named(op("paid", "gpt-4o", "")), 3)
+	check("gen_ai_client_operation_duration_seconds", op("paid", "gpt-4o", ""), 1)
+	check("gen_ai_client_operation_duration_seconds", named(op("free", "gpt-4o-mini", "")), 1)
 	check("gen_ai_client_operation_duration_seconds", op("free", "gpt-4o-mini", "rate_limit"), 1)
 	check("gen_ai_client_operation_duration_seconds", op("paid", "gpt-4o", "server"), 1)
 	// Three answers of the paid key reported usage (the stream did not),

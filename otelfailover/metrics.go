@@ -36,10 +36,13 @@ type Metrics struct {
 }
 
 // memberSets are a member's cached attribute sets.
+// The options are kept as the slices Add and Record take, so that a
+// measurement allocates none.
 type memberSets struct {
-	only   metric.MeasurementOption // failover.member
-	model  string                   // its Model, gen_ai.request.model
-	served atomic.Pointer[map[callKey]metric.MeasurementOption]
+	add    []metric.AddOption    // failover.member
+	record []metric.RecordOption // failover.member
+	model  string                // its Model, gen_ai.request.model
+	served atomic.Pointer[map[callKey][]metric.RecordOption]
 	// responses are the response models seen, up to maxResponseModels;
 	// guarded by Metrics.mu.
 	responses map[string]bool
@@ -168,8 +171,9 @@ func (m *Metrics) learn(st []failover.Status) {
 }
 
 func newMemberSets(name, model string) *memberSets {
-	ms := &memberSets{only: metric.WithAttributeSet(attribute.NewSet(AttrMember.String(name))), model: model}
-	ms.served.Store(&map[callKey]metric.MeasurementOption{})
+	only := metric.WithAttributeSet(attribute.NewSet(AttrMember.String(name)))
+	ms := &memberSets{add: []metric.AddOption{only}, record: []metric.RecordOption{only}, model: model}
+	ms.served.Store(&map[callKey][]metric.RecordOption{})
 	return ms
 }
 
@@ -197,7 +201,7 @@ func (m *Metrics) member(name string) *memberSets {
 
 // servedSet returns the set of a call the member served for op, with the
 // response's model.
-func (m *Metrics) servedSet(ms *memberSets, member string, op operation, hasOp bool, response string) metric.MeasurementOption {
+func (m *Metrics) servedSet(ms *memberSets, member string, op operation, hasOp bool, response string) []metric.RecordOption {
 	k := callKey{op, response}
 	if v, ok := (*ms.served.Load())[k]; ok {
 		return v
@@ -208,8 +212,8 @@ func (m *Metrics) servedSet(ms *memberSets, member string, op operation, hasOp b
 	if v, ok := old[k]; ok {
 		return v
 	}
-	v := metric.WithAttributeSet(attribute.NewSet(callAttrs(op, hasOp, member, ms.model, response)...))
-	next := make(map[callKey]metric.MeasurementOption, len(old)+1)
+	v := []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(callAttrs(op, hasOp, member, ms.model, response)...))}
+	next := make(map[callKey][]metric.RecordOption, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
@@ -262,7 +266,7 @@ func (c *callCtx) end(err error) {
 	op, hasOp := operationOf(c.Context)
 	if err == nil && member != "" {
 		ms := m.member(member)
-		m.opDur.Record(c.Context, d, m.servedSet(ms, member, op, hasOp, response))
+		m.opDur.Record(c.Context, d, m.servedSet(ms, member, op, hasOp, response)...)
 		return
 	}
 	model := ""
@@ -293,7 +297,7 @@ func callAttrs(op operation, hasOp bool, member, model, response string) []attri
 
 func (m *Metrics) attempt(ctx context.Context, member string, _ int) (context.Context, func(failover.AttemptEnd)) {
 	ms := m.member(member)
-	m.requests.Add(ctx, 1, ms.only)
+	m.requests.Add(ctx, 1, ms.add...)
 	if c, ok := ctx.Value(metricsCallKey{}).(*callCtx); ok && c.m == m {
 		return ctx, c.attempt
 	}
@@ -317,7 +321,7 @@ func (m *Metrics) attemptDone(ctx context.Context, ms *memberSets, e failover.At
 		return
 	}
 	if e.Err == nil {
-		m.attemptDur.Record(ctx, e.Duration.Seconds(), ms.only)
+		m.attemptDur.Record(ctx, e.Duration.Seconds(), ms.record...)
 		return
 	}
 	reason := string(e.Reason)

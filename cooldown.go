@@ -232,21 +232,31 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 				return s.pass(sel, skipLimited)
 			}
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if ph := s.phase.Load(); ph != phaseCooling || t.Before(s.until) {
-			return s.pass(sel, causeOf(ph))
+		g, why := s.claimProbe(t, sel.tokens, lim, decided)
+		if why != skipNone {
+			return s.pass(sel, why)
 		}
-		if lim == nil {
-			s.calls.start()
-		} else if !lim.admitLocal(t, sel.tokens, &s.calls, decided) {
-			return s.pass(sel, skipLimited)
-		}
-		s.phase.Store(phaseProbing)
-		return grant{epoch: s.epoch.Load(), probe: true}, true
+		return g, true
 	default:
 		return s.pass(sel, causeOf(ph))
 	}
+}
+
+// claimProbe makes the call the probe of a member whose window ended at
+// or before t, or returns why it cannot. It takes mu.
+func (s *memberState) claimProbe(t time.Time, tokens int, lim *limiter, decided bool) (grant, skipCause) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ph := s.phase.Load(); ph != phaseCooling || t.Before(s.until) {
+		return grant{}, causeOf(ph)
+	}
+	if lim == nil {
+		s.calls.start()
+	} else if !lim.admitLocal(t, tokens, &s.calls, decided) {
+		return grant{}, skipLimited
+	}
+	s.phase.Store(phaseProbing)
+	return grant{epoch: s.epoch.Load(), probe: true}, skipNone
 }
 
 // leased reports whether this pool may probe the member, whose window may
@@ -333,13 +343,29 @@ func causeOf(ph int32) skipCause {
 }
 
 // pass counts a call that passed the member over for cause k (once: not
-// in the later selections of a call that went on), and returns acquire's
-// refusal.
+// in the later selections of a call that went on), tells the Skip hook,
+// and returns acquire's refusal. It is called with no lock held.
 func (s *memberState) pass(sel *selection, k skipCause) (grant, bool) {
 	if !sel.again {
 		s.skips[k].count()
+		if sel.skip != nil {
+			sel.skip(sel.ctx, s.name, k.err())
+		}
 	}
 	return grant{}, false
+}
+
+// err is the error the Skip hook receives for k.
+func (k skipCause) err() error {
+	switch k {
+	case skipCooling:
+		return ErrCoolingDown
+	case skipProbing:
+		return ErrProbing
+	case skipDisabled:
+		return ErrDisabled
+	}
+	return ErrLimited
 }
 
 // change is what an outcome did to a member, for events.

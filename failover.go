@@ -200,7 +200,7 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 	if cs.only != nil {
 		exclude(c, cs.only, &tried)
 	}
-	base := selection{ctx: ctx, tokens: cs.tokens, clock: p.set.now} // what each selection starts from
+	base := selection{ctx: ctx, tokens: cs.tokens, clock: p.set.now, skip: p.set.hooks.Skip} // what each selection starts from
 	clk = base
 	if p.budget != nil {
 		p.budget.deposit()

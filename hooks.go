@@ -28,6 +28,11 @@ type Hooks struct {
 	// is called once when the attempt is over, after the member's state
 	// is settled.
 	Attempt func(ctx context.Context, member string, n int) (context.Context, func(AttemptEnd))
+	// Skip is called when a call passes over a member that cannot serve
+	// it, before the call tries another: cause is ErrCoolingDown,
+	// ErrProbing, ErrDisabled or ErrLimited, and ctx is the call's. It is
+	// called once per call and member, as Status.Skipped counts.
+	Skip func(ctx context.Context, member string, cause error)
 	// Usage is called with the token usage of each response counted to a
 	// member's Status (by [OpenAI], [Transport] or [Pool.ReportUsage]),
 	// with the context of the attempt that got the response
@@ -108,6 +113,17 @@ func (outer Hooks) then(inner Hooks) Hooks {
 				defer endA(e)
 				endB(e)
 			}
+		}
+	}
+	switch {
+	case outer.Skip == nil:
+	case inner.Skip == nil:
+		inner.Skip = outer.Skip
+	default:
+		a, b := outer.Skip, inner.Skip
+		inner.Skip = func(ctx context.Context, member string, cause error) {
+			defer b(ctx, member, cause)
+			a(ctx, member, cause)
 		}
 	}
 	switch {

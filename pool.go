@@ -298,8 +298,9 @@ type selection struct {
 	t          time.Time
 	set        bool
 	tokens     int
-	minContext int  // after a context_length error: the context a member must declare
-	again      bool // a later selection of a call that went on: the first counted its skips
+	minContext int                                                   // after a context_length error: the context a member must declare
+	again      bool                                                  // a later selection of a call that went on: the first counted its skips
+	skip       func(ctx context.Context, member string, cause error) // Hooks.Skip, if any
 }
 
 func (c *selection) now() time.Time {

@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -75,4 +76,49 @@ func TestSkipsWeighted(t *testing.T) {
 	// Equal weights: a draw lands on a half the time, so about one skip a call.
 	assert.InDelta(t, calls, float64(skips), calls*0.25, "skips %d", skips)
 	assert.Zero(t, a.calls.Load())
+}
+
+// The Skip hook hears each member a call passed over, once per call, with
+// the call's context and the cause; a panic in it reaches the caller and
+// leaves the pool as it was.
+func TestSkipHook(t *testing.T) {
+	type callKey struct{}
+	var heard []string
+	panicking := false
+	a, b, c := &fakeClient{}, &fakeClient{fail: always(apiErr(429, "rate_limit_exceeded", "Rate limit reached"))}, &fakeClient{}
+	p := newPool(t, members(a, b, c), failover.WithCooldowns(exact()), failover.WithHooks(failover.Hooks{
+		Call: func(ctx context.Context) (context.Context, func(error)) {
+			return context.WithValue(ctx, callKey{}, "call"), func(error) {}
+		},
+		Skip: func(ctx context.Context, member string, cause error) {
+			heard = append(heard, fmt.Sprintf("%v %s %v", ctx.Value(callKey{}), member, cause))
+			if panicking {
+				panic("skip hook")
+			}
+		},
+	}))
+	require.NoError(t, p.Disable("a"))
+	for range 2 {
+		got, err := failover.Do(context.Background(), p, call)
+		require.NoError(t, err)
+		assert.Equal(t, "c", got)
+	}
+	assert.Equal(t, []string{
+		"call a " + failover.ErrDisabled.Error(), // b is tried and fails; the next selection counts a no more
+		"call a " + failover.ErrDisabled.Error(), "call b " + failover.ErrCoolingDown.Error(),
+	}, heard)
+	assert.Equal(t, failover.Skips{Disabled: 2}, status(t, p, "a").Skipped)
+	assert.Equal(t, failover.Skips{Cooling: 1}, status(t, p, "b").Skipped)
+
+	panicking = true
+	assert.PanicsWithValue(t, "skip hook", func() { _, _ = failover.Do(context.Background(), p, call) })
+	panicking = false
+	got, err := failover.Do(context.Background(), p, call)
+	require.NoError(t, err)
+	assert.Equal(t, "c", got)
+	for _, s := range p.Status() {
+		assert.Zero(t, s.InFlight, s.Name)
+	}
+	assert.EqualValues(t, 1, b.calls.Load())
+	assert.EqualValues(t, 3, c.calls.Load())
 }

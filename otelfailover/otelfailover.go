@@ -92,16 +92,17 @@ func errorType(err error, last failover.Reason) string {
 	return string(failover.ReasonUnknown)
 }
 
-// skipCause names why an attempt of an *Error was skipped.
-func skipCause(a failover.Attempt) string {
+// causeName names a skip's cause: the Err of a skipped Attempt, or the
+// cause the Skip hook receives.
+func causeName(err error) string {
 	switch {
-	case errors.Is(a.Err, failover.ErrCoolingDown):
+	case errors.Is(err, failover.ErrCoolingDown):
 		return "cooling"
-	case errors.Is(a.Err, failover.ErrProbing):
+	case errors.Is(err, failover.ErrProbing):
 		return "probing"
-	case errors.Is(a.Err, failover.ErrDisabled):
+	case errors.Is(err, failover.ErrDisabled):
 		return "disabled"
-	case errors.Is(a.Err, failover.ErrLimited):
+	case errors.Is(err, failover.ErrLimited):
 		return "limited"
 	}
 	return "other"

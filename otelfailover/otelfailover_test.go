@@ -179,4 +179,28 @@ func TestTracesSpanTree(t *testing.T) {
 		}
 	}
 	assert.ElementsMatch(t, []string{"revoked:auth:cooling", "limited:rate_limit:cooling"}, skipped)
+
+	// A call that succeeds after passing the cooling keys over has an
+	// event for each on its span, in the order it looked.
+	rec3 := tracetest.NewSpanRecorder()
+	tp.RegisterSpanProcessor(rec3)
+	out, err = failover.Do(context.Background(), pool, serve(upstream, false))
+	require.NoError(t, err)
+	assert.Equal(t, "healthy", out)
+	var skips []string
+	for _, s := range rec3.Ended() {
+		if s.Name() != otelfailover.SpanCall {
+			assert.Empty(t, s.Events(), s.Name())
+			continue
+		}
+		for _, ev := range s.Events() {
+			assert.Equal(t, otelfailover.EventSkip, ev.Name)
+			a := map[string]string{}
+			for _, kv := range ev.Attributes {
+				a[string(kv.Key)] = kv.Value.String()
+			}
+			skips = append(skips, a["failover.member"]+":"+a["failover.skip.cause"])
+		}
+	}
+	assert.Equal(t, []string{"revoked:cooling", "limited:cooling"}, skips)
 }

@@ -21,12 +21,13 @@ const (
 
 // Traces returns the failover.Option that makes a span per call, a child
 // of the caller's span, with a child span per attempt in order (member,
-// attempt number, reason, cooldown until) and one per member the call
-// skipped when no member served (failover.skipped=true, its reason and
-// cause).
+// attempt number, reason, cooldown until), an event per member the call
+// passed over (EventSkip: member and cause), and, when no member served,
+// a child span per member it could not try (failover.skipped=true, its
+// reason and cause).
 func Traces(tp trace.TracerProvider) failover.Option {
 	t := &tracer{t: tp.Tracer(ScopeName)}
-	return failover.WithHooks(failover.Hooks{Call: t.call, Attempt: t.attempt})
+	return failover.WithHooks(failover.Hooks{Call: t.call, Attempt: t.attempt, Skip: t.skip})
 }
 
 type tracer struct{ t trace.Tracer }
@@ -67,13 +68,21 @@ func (t *tracer) call(ctx context.Context) (context.Context, func(error)) {
 					}
 					_, s := t.t.Start(ctx, SpanAttempt, trace.WithTimestamp(now), trace.WithAttributes(
 						AttrMember.String(a.Member), AttrSkipped.Bool(true),
-						AttrReason.String(string(a.Reason)), AttrCause.String(skipCause(a))))
+						AttrReason.String(string(a.Reason)), AttrCause.String(causeName(a.Err))))
 					s.End(trace.WithTimestamp(now))
 				}
 			}
 		}
 		span.End()
 	}
+}
+
+// EventSkip is the event a call's span gets for each member it passed
+// over, with the member and the cause.
+const EventSkip = "failover.skip"
+
+func (t *tracer) skip(ctx context.Context, member string, cause error) {
+	trace.SpanFromContext(ctx).AddEvent(EventSkip, trace.WithAttributes(AttrMember.String(member), AttrCause.String(causeName(cause))))
 }
 
 func (t *tracer) attempt(ctx context.Context, member string, n int) (context.Context, func(failover.AttemptEnd)) {

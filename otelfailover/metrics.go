@@ -59,6 +59,13 @@ type callKey struct {
 // GenAI conventions spell a value outside a known set.
 const maxResponseModels = 8
 
+// durationBuckets are the bucket bounds, in seconds, of the duration
+// histograms: those the GenAI conventions advise for
+// gen_ai.client.operation.duration.
+func durationBuckets() []float64 {
+	return []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+}
+
 // NewMetrics creates the instruments on mp's meter for [ScopeName].
 func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	m := &Metrics{meter: mp.Meter(ScopeName)}
@@ -79,11 +86,12 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	m.refusals = counter("failover.retry_budget.refusals", "Calls that failed fast because the retry budget was spent, by their first member.")
 	var err error
 	m.attemptDur, err = m.meter.Float64Histogram("failover.attempt.duration", metric.WithUnit("s"),
-		metric.WithDescription("Duration of one attempt on a member."))
+		metric.WithDescription("Duration of one attempt on a member."),
+		metric.WithExplicitBucketBoundaries(durationBuckets()...))
 	errs = append(errs, err)
 	m.opDur, err = m.meter.Float64Histogram("gen_ai.client.operation.duration", metric.WithUnit("s"),
 		metric.WithDescription("GenAI operation duration: one call through the pool, every attempt included."),
-		metric.WithExplicitBucketBoundaries(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92))
+		metric.WithExplicitBucketBoundaries(durationBuckets()...))
 	errs = append(errs, err)
 	m.tokenUsage, err = m.meter.Int64Histogram("gen_ai.client.token.usage", metric.WithUnit("{token}"),
 		metric.WithDescription("GenAI token usage: the tokens of one response, as its provider reported them, by gen_ai.token.type."),

@@ -3,6 +3,7 @@ package otelfailover_test
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -203,4 +204,35 @@ func TestTracesSpanTree(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"revoked:cooling", "limited:cooling"}, skips)
+}
+
+// TestMetricsHedges counts a hedge on the member it started on, and the
+// slow first attempt that lost neither as a failure nor as a duration.
+func TestMetricsHedges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reader := sdkmetric.NewManualReader()
+		om, err := otelfailover.NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+		require.NoError(t, err)
+		pool, err := failover.New([]failover.Member[int]{{Name: "slow"}, {Name: "fast"}}, om.Option(), failover.WithHedge(time.Second))
+		require.NoError(t, err)
+		out, err := failover.Do(context.Background(), pool, func(ctx context.Context, m failover.Member[int]) (string, error) {
+			if m.Name == "slow" {
+				select {
+				case <-time.After(time.Minute):
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+			}
+			return m.Name, nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, "fast", out)
+		synctest.Wait() // the loser's end
+		got := collect(t, reader)
+		fast, slow := map[string]string{"failover.member": "fast"}, map[string]string{"failover.member": "slow"}
+		assert.Equal(t, []point{{fast, 1}}, got["failover.member.hedges"])
+		assert.ElementsMatch(t, []point{{fast, 1}, {slow, 1}}, got["failover.member.requests"])
+		assert.Empty(t, got["failover.member.failures"], "the loser is not a failure")
+		assert.Equal(t, []point{{fast, 1}}, got["failover.attempt.duration"], "nor an attempt duration")
+	})
 }

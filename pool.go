@@ -26,6 +26,11 @@ type Member[C any] struct {
 	Model    string // optional model this member serves (model-level fallback)
 	Group    string // optional shared account or quota bucket: quota errors cool the whole group
 	Limits   Limits // optional client-side limits
+	// Provider names the member's provider for telemetry, as
+	// gen_ai.provider.name spells it ("openai", "groq", "anthropic", …).
+	// Optional: OpenAIMember, and New for Upstream members, fill it in
+	// from the base URL when [ProviderOf] knows its host.
+	Provider string
 
 	cred *redact.Learned // the credentials its client sends (OpenAIMember), for redaction
 }
@@ -213,6 +218,9 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 			lim := newLimiter(m.Limits, m.Name, p.sh)
 			lim.carryDay(st.lim.Load()) // and other limits keep the day's counts
 			st.lim.Store(lim)
+		}
+		if m.Provider == "" {
+			m.Provider = providerOf(m.Client)
 		}
 		c.members[i] = entry[C]{Member: m, st: st}
 		c.byName[m.Name] = i

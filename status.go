@@ -55,6 +55,7 @@ func (s *State) UnmarshalText(b []byte) error {
 type Status struct {
 	Name                string    `json:"name"`
 	Model               string    `json:"model,omitempty"`
+	Provider            string    `json:"provider,omitempty"` // Member.Provider
 	Priority            int       `json:"priority"`
 	State               State     `json:"state"`
 	Reason              Reason    `json:"reason,omitempty"` // why it last left rotation
@@ -107,7 +108,7 @@ func (p *Pool[C]) Status() []Status {
 		st := m.st
 		st.mu.Lock()
 		s := Status{
-			Name: m.Name, Model: m.Model, Priority: m.Priority,
+			Name: m.Name, Model: m.Model, Provider: m.Provider, Priority: m.Priority,
 			State:               State(st.phase.Load()),
 			Reason:              st.reason,
 			ConsecutiveFailures: st.failCount,

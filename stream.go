@@ -50,6 +50,7 @@ func (s *ChatStream) usage(r *openai.ChatCompletionStreamResponse) {
 // the first chunk, an error goes to the caller from Recv and is reported
 // against the member (see [Pool.Report]).
 func (o *OpenAI) CreateChatCompletionStream(ctx context.Context, req openai.ChatCompletionRequest) (*ChatStream, error) {
+	ctx = o.pool.named(ctx, opChat)
 	tokens := EstimateTokens(req)
 	s, err := Do(ctx, o.pool, func(actx context.Context, m Member[*openai.Client]) (*ChatStream, error) {
 		return o.openStream(ctx, actx, m, req, tokens)

@@ -20,6 +20,7 @@ type CompletionStream struct {
 // before its first event. After that, an error goes to the caller from
 // Recv and is reported against the member.
 func (o *OpenAI) CreateCompletionStream(ctx context.Context, req openai.CompletionRequest) (*CompletionStream, error) {
+	ctx = o.pool.named(ctx, opCompletion)
 	tokens := estimateCompletion(req)
 	s, err := Do(ctx, o.pool, func(actx context.Context, m Member[*openai.Client]) (*CompletionStream, error) {
 		r := req

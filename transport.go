@@ -144,7 +144,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		one[0] = Tokens(tokens)
 		opts = one[:]
 	}
-	ctx := req.Context()
+	ctx := t.Pool.named(req.Context(), operationOfPath(req.URL.Path))
 	resp, err := Do(ctx, t.Pool, func(actx context.Context, m Member[Upstream]) (*http.Response, error) {
 		resp, err := send(ctx, actx, req, body, m)
 		if err != nil {

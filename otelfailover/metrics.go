@@ -39,10 +39,11 @@ type Metrics struct {
 // The options are kept as the slices Add and Record take, so that a
 // measurement allocates none.
 type memberSets struct {
-	add    []metric.AddOption    // failover.member
-	record []metric.RecordOption // failover.member
-	model  string                // its Model, gen_ai.request.model
-	served atomic.Pointer[map[callKey][]metric.RecordOption]
+	add      []metric.AddOption    // failover.member
+	record   []metric.RecordOption // failover.member
+	model    string                // its Model, gen_ai.request.model
+	provider string                // its Provider, gen_ai.provider.name
+	served   atomic.Pointer[map[callKey][]metric.RecordOption]
 	// responses are the response models seen, up to maxResponseModels;
 	// guarded by Metrics.mu.
 	responses map[string]bool
@@ -169,18 +170,18 @@ func (m *Metrics) learn(st []failover.Status) {
 	old := m.members.Load()
 	next := make(map[string]*memberSets, len(st))
 	for _, s := range st {
-		if ms := (*old)[s.Name]; ms != nil && ms.model == s.Model {
+		if ms := (*old)[s.Name]; ms != nil && ms.model == s.Model && ms.provider == s.Provider {
 			next[s.Name] = ms
 			continue
 		}
-		next[s.Name] = newMemberSets(s.Name, s.Model)
+		next[s.Name] = newMemberSets(s.Name, s.Model, s.Provider)
 	}
 	m.members.Store(&next)
 }
 
-func newMemberSets(name, model string) *memberSets {
+func newMemberSets(name, model, provider string) *memberSets {
 	only := metric.WithAttributeSet(attribute.NewSet(AttrMember.String(name)))
-	ms := &memberSets{add: []metric.AddOption{only}, record: []metric.RecordOption{only}, model: model}
+	ms := &memberSets{add: []metric.AddOption{only}, record: []metric.RecordOption{only}, model: model, provider: provider}
 	ms.served.Store(&map[callKey][]metric.RecordOption{})
 	return ms
 }
@@ -201,7 +202,7 @@ func (m *Metrics) member(name string) *memberSets {
 	for k, v := range old {
 		next[k] = v
 	}
-	ms := newMemberSets(name, "")
+	ms := newMemberSets(name, "", "")
 	next[name] = ms
 	m.members.Store(&next)
 	return ms
@@ -220,7 +221,7 @@ func (m *Metrics) servedSet(ms *memberSets, member string, op operation, hasOp b
 	if v, ok := old[k]; ok {
 		return v
 	}
-	v := []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(callAttrs(op, hasOp, member, ms.model, response)...))}
+	v := []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(callAttrs(op, hasOp, member, ms, response)...))}
 	next := make(map[callKey][]metric.RecordOption, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -277,25 +278,34 @@ func (c *callCtx) end(err error) {
 		m.opDur.Record(c.Context, d, m.servedSet(ms, member, op, hasOp, response)...)
 		return
 	}
-	model := ""
+	var ms *memberSets
 	if member != "" {
-		model = m.member(member).model
+		ms = m.member(member)
 	}
-	attrs := append(callAttrs(op, hasOp, member, model, ""), AttrErrorType.String(errorType(err, last)))
+	attrs := append(callAttrs(op, hasOp, member, ms, ""), AttrErrorType.String(errorType(err, last)))
 	m.opDur.Record(c.Context, d, metric.WithAttributes(attrs...))
 }
 
-// callAttrs are a call's attributes but error.type.
-func callAttrs(op operation, hasOp bool, member, model, response string) []attribute.KeyValue {
+// callAttrs are a call's attributes but error.type: the operation, the
+// member (ms, nil when none was tried) with its model and provider (or
+// else the provider WithOperation named), the response's model.
+func callAttrs(op operation, hasOp bool, member string, ms *memberSets, response string) []attribute.KeyValue {
 	attrs := make([]attribute.KeyValue, 0, 7)
-	if hasOp {
-		attrs = append(attrs, AttrOperation.String(op.name), AttrProvider.String(op.provider))
+	if hasOp && op.name != "" {
+		attrs = append(attrs, AttrOperation.String(op.name))
+	}
+	provider := op.provider
+	if ms != nil && ms.provider != "" {
+		provider = ms.provider
+	}
+	if provider != "" {
+		attrs = append(attrs, AttrProvider.String(provider))
 	}
 	if member != "" {
 		attrs = append(attrs, AttrMember.String(member))
 	}
-	if model != "" {
-		attrs = append(attrs, AttrRequestModel.String(model))
+	if ms != nil && ms.model != "" {
+		attrs = append(attrs, AttrRequestModel.String(ms.model))
 	}
 	if response != "" {
 		attrs = append(attrs, AttrResponseModel.String(response))
@@ -352,7 +362,7 @@ func (m *Metrics) usage(ctx context.Context, u failover.Usage) {
 		c.mu.Unlock()
 	}
 	op, hasOp := operationOf(ctx)
-	attrs := callAttrs(op, hasOp, u.Member, ms.model, response)
+	attrs := callAttrs(op, hasOp, u.Member, ms, response)
 	m.tokenUsage.Record(ctx, int64(u.PromptTokens), metric.WithAttributes(append(attrs, AttrTokenType.String("input"))...))
 	m.tokenUsage.Record(ctx, int64(u.CompletionTokens), metric.WithAttributes(append(attrs, AttrTokenType.String("output"))...))
 }

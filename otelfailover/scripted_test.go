@@ -236,3 +236,37 @@ func noSecrets(t *testing.T, got map[string][]point) {
 		}
 	}
 }
+
+// Without WithOperation, a call through the OpenAI client is named by its
+// method ("chat", "embeddings") and its provider is the serving member's:
+// gen_ai.operation.name and gen_ai.provider.name as the conventions
+// require, with no setup.
+func TestMetricsNameTheOperationAndProvider(t *testing.T) {
+	up := &provider{calls: map[string]int{}}
+	srv := httptest.NewServer(up)
+	defer srv.Close()
+	reader := sdkmetric.NewManualReader()
+	om, err := otelfailover.NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	require.NoError(t, err)
+	cfg := openai.DefaultConfig(canaries["healthy"])
+	cfg.BaseURL, cfg.HTTPClient = srv.URL+"/v1", srv.Client()
+	m := failover.OpenAIMember("healthy", cfg)
+	m.Provider, m.Model = "groq", "llama-3.3-70b-versatile"
+	p, err := failover.New([]failover.Member[*openai.Client]{m}, om.Option())
+	require.NoError(t, err)
+	reg, err := om.Observe(p)
+	require.NoError(t, err)
+	defer func() { _ = reg.Unregister() }()
+	o := failover.NewOpenAI(p)
+	_, err = o.CreateChatCompletion(context.Background(), openai.ChatCompletionRequest{Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "hi"}}})
+	require.NoError(t, err)
+	// A provider named by WithOperation yields to the member's own.
+	_, err = o.CreateChatCompletion(otelfailover.WithOperation(context.Background(), "chat", "openai"), openai.ChatCompletionRequest{Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "hi"}}})
+	require.NoError(t, err)
+
+	got := collect(t, reader)
+	want := map[string]string{"gen_ai.operation.name": "chat", "gen_ai.provider.name": "groq", "gen_ai.request.model": "llama-3.3-70b-versatile",
+		"gen_ai.response.model": "gpt-4o-2024-08-06", "failover.member": "healthy"}
+	assert.Equal(t, []point{{want, 2}}, got["gen_ai.client.operation.duration"])
+	assert.ElementsMatch(t, []point{{copyWith(want, "gen_ai.token.type", "input"), 2}, {copyWith(want, "gen_ai.token.type", "output"), 2}}, got["gen_ai.client.token.usage"])
+}

@@ -44,7 +44,10 @@ type spanCall struct {
 func (t *tracer) call(ctx context.Context) (context.Context, func(error)) {
 	var attrs []attribute.KeyValue
 	if op, ok := operationOf(ctx); ok {
-		attrs = append(attrs, AttrOperation.String(op.name), AttrProvider.String(op.provider))
+		attrs = append(attrs, AttrOperation.String(op.name))
+		if op.provider != "" {
+			attrs = append(attrs, AttrProvider.String(op.provider))
+		}
 	}
 	c := &spanCall{}
 	ctx, span := t.t.Start(context.WithValue(ctx, spanCallKey{}, c), SpanCall, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))

@@ -198,6 +198,9 @@ func structured(err error) (errInfo, bool) {
 	}
 	if errors.As(err, &httpErr) {
 		f.status, f.body, found = httpErr.StatusCode, httpErr.Body, true
+		if httpErr.event {
+			f.status = 0 // the 200 stream's error event: its own codes decide, as on go-openai's path
+		}
 	}
 	if errors.As(err, &apiErr) {
 		if f.status == 0 {
@@ -230,6 +233,16 @@ func structured(err error) (errInfo, bool) {
 		}
 		if f.msg == "" {
 			f.msg = head(string(f.body))
+		}
+	}
+	if httpErr != nil && httpErr.event {
+		// A stream's error event carries its status as a numeric code
+		// (OpenRouter, LiteLLM, Gemini), as go-openai's APIError does.
+		for _, c := range strings.Fields(f.codes) {
+			if n, err := strconv.Atoi(c); err == nil && validStatus(n) {
+				f.status = n
+				break
+			}
 		}
 	}
 	f.codes = strings.ToLower(f.codes)

@@ -48,6 +48,7 @@ func (r outcome[T]) lost(name string) {
 // members and closes what they return. tried holds the members the call
 // may not try (see OnlyModel).
 func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(context.Context, Member[C]) (T, error), i int, g grant, base selection, limit int, tried bitset) (T, error) {
+	base.again = true // the call's first selection, in do, counted its skips
 	var (
 		zero     T
 		mu       sync.Mutex // guards done and sends on results

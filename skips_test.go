@@ -122,3 +122,20 @@ func TestSkipHook(t *testing.T) {
 	assert.EqualValues(t, 1, b.calls.Load())
 	assert.EqualValues(t, 3, c.calls.Load())
 }
+
+// A hedged call counts a member it passes over once, though its hedge
+// selects again.
+func TestSkipsHedgedOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b, c := &fakeClient{}, &fakeClient{delay: time.Minute}, &fakeClient{}
+		p := newPool(t, members(a, b, c), failover.WithHedge(time.Second))
+		require.NoError(t, p.Disable("a"))
+		got, err := failover.Do(context.Background(), p, call)
+		require.NoError(t, err)
+		assert.Equal(t, "c", got, "the hedge served")
+		synctest.Wait()
+		assert.Equal(t, failover.Skips{Disabled: 1}, status(t, p, "a").Skipped)
+		assert.EqualValues(t, 1, b.calls.Load())
+		assert.EqualValues(t, 1, c.calls.Load())
+	})
+}

@@ -40,6 +40,10 @@ type Hooks struct {
 	// body's usage arrives as the caller reads it, often after the call's
 	// end function ran.
 	Usage func(ctx context.Context, u Usage)
+	// Pool is called once, by New, with the new pool's Status, so that a
+	// hook can read the pool's state later (otelfailover's gauges read it
+	// at each collection). It is not called by Update.
+	Pool func(status func() []Status)
 }
 
 // Usage is the token usage of one response, as its provider reported it
@@ -124,6 +128,17 @@ func (outer Hooks) then(inner Hooks) Hooks {
 		inner.Skip = func(ctx context.Context, member string, cause error) {
 			defer b(ctx, member, cause)
 			a(ctx, member, cause)
+		}
+	}
+	switch {
+	case outer.Pool == nil:
+	case inner.Pool == nil:
+		inner.Pool = outer.Pool
+	default:
+		a, b := outer.Pool, inner.Pool
+		inner.Pool = func(status func() []Status) {
+			defer b(status)
+			a(status)
 		}
 	}
 	switch {

@@ -166,6 +166,9 @@ func New[C any](members []Member[C], opts ...Option) (*Pool[C], error) {
 	if p.sh != nil {
 		p.sh.store.Watch(p.receive)
 	}
+	if h := p.set.hooks.Pool; h != nil {
+		h(p.Status)
+	}
 	return p, nil
 }
 

@@ -16,9 +16,9 @@ import (
 // ScopeName is the instrumentation scope of the meter and the tracer.
 const ScopeName = "github.com/llmfailover/failover/otelfailover"
 
-// Metrics records a pool's metrics. Make one with [NewMetrics], pass
-// [Metrics.Option] to failover.New, and then [Metrics.Observe] the pool
-// for its gauges. One Metrics serves one pool.
+// Metrics records a pool's metrics. Make one with [NewMetrics] and pass
+// [Metrics.Option] to failover.New: it records the counters and
+// histograms and observes the pool's gauges. One Metrics serves one pool.
 type Metrics struct {
 	requests, failures, cooldowns, disabled metric.Int64Counter
 	probes, recoveries, hedges, refusals    metric.Int64Counter
@@ -33,6 +33,10 @@ type Metrics struct {
 	// the members, the operations and maxResponseModels.
 	members atomic.Pointer[map[string]*memberSets]
 	mu      sync.Mutex // serialises writers of members
+
+	regMu sync.Mutex
+	reg   metric.Registration // of the gauges, for the pool observed
+	err   error               // of the registration the option made
 }
 
 // memberSets are a member's cached attribute sets.
@@ -134,8 +138,46 @@ type StatusSource interface{ Status() []failover.Status }
 
 // Observe registers the gauges and counters read from p.Status at each
 // collection (state, in-flight, served, tokens, skips) and learns its
-// members' models for gen_ai.request.model. Unregister the result to stop.
+// members' models and providers. [Metrics.Option] observes the pool it is
+// given to by itself: call Observe only for a StatusSource made another
+// way. It replaces the source observed before; Unregister the result to
+// stop.
 func (m *Metrics) Observe(p StatusSource) (metric.Registration, error) {
+	m.regMu.Lock()
+	defer m.regMu.Unlock()
+	if m.reg != nil {
+		_ = m.reg.Unregister()
+		m.reg = nil
+	}
+	reg, err := m.observe1(p)
+	if err == nil {
+		m.reg = reg
+	}
+	return reg, err
+}
+
+// Err returns the error of registering the gauges of the pool the option
+// was given to, if that failed (the meter refused the callback).
+func (m *Metrics) Err() error {
+	m.regMu.Lock()
+	defer m.regMu.Unlock()
+	return m.err
+}
+
+// statusFunc is a pool's Status as a StatusSource.
+type statusFunc func() []failover.Status
+
+func (f statusFunc) Status() []failover.Status { return f() }
+
+// bind observes the pool New made with the option.
+func (m *Metrics) bind(status func() []failover.Status) {
+	_, err := m.Observe(statusFunc(status))
+	m.regMu.Lock()
+	m.err = err
+	m.regMu.Unlock()
+}
+
+func (m *Metrics) observe1(p StatusSource) (metric.Registration, error) {
 	m.learn(p.Status())
 	states := []failover.State{failover.Active, failover.CoolingDown, failover.Probing, failover.Disabled}
 	return m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -254,9 +296,10 @@ func (c *callCtx) Value(key any) any {
 }
 
 // Option returns the failover.Option that records calls, attempts, usage
-// and events through m.
+// and events through m, and observes the gauges of the pool New makes
+// with it (see [Metrics.Observe]).
 func (m *Metrics) Option() failover.Option {
-	return failover.Options(failover.WithHooks(failover.Hooks{Call: m.call, Attempt: m.attempt, Usage: m.usage}), failover.WithObserver(m.observe))
+	return failover.Options(failover.WithHooks(failover.Hooks{Call: m.call, Attempt: m.attempt, Usage: m.usage, Pool: m.bind}), failover.WithObserver(m.observe))
 }
 
 func (m *Metrics) call(ctx context.Context) (context.Context, func(error)) {

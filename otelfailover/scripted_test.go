@@ -113,10 +113,8 @@ func TestMetricsScriptedRun(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	om, err := otelfailover.NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	require.NoError(t, err)
-	o := scriptedPool(t, srv, om.Option())
-	reg, err := om.Observe(o.Pool())
-	require.NoError(t, err)
-	defer func() { _ = reg.Unregister() }()
+	o := scriptedPool(t, srv, om.Option()) // the option observes the pool's gauges
+	require.NoError(t, om.Err())
 
 	ctx := otelfailover.WithOperation(context.Background(), "chat", "openai")
 	req := openai.ChatCompletionRequest{Model: "gpt-4o", Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Hello"}}}
@@ -254,7 +252,7 @@ func TestMetricsNameTheOperationAndProvider(t *testing.T) {
 	m.Provider, m.Model = "groq", "llama-3.3-70b-versatile"
 	p, err := failover.New([]failover.Member[*openai.Client]{m}, om.Option())
 	require.NoError(t, err)
-	reg, err := om.Observe(p)
+	reg, err := om.Observe(p) // again: it replaces the option's registration, no point twice
 	require.NoError(t, err)
 	defer func() { _ = reg.Unregister() }()
 	o := failover.NewOpenAI(p)
@@ -269,4 +267,5 @@ func TestMetricsNameTheOperationAndProvider(t *testing.T) {
 		"gen_ai.response.model": "gpt-4o-2024-08-06", "failover.member": "healthy"}
 	assert.Equal(t, []point{{want, 2}}, got["gen_ai.client.operation.duration"])
 	assert.ElementsMatch(t, []point{{copyWith(want, "gen_ai.token.type", "input"), 2}, {copyWith(want, "gen_ai.token.type", "output"), 2}}, got["gen_ai.client.token.usage"])
+	assert.Equal(t, []point{{map[string]string{"failover.member": "healthy"}, 2}}, got["failover.member.served"])
 }

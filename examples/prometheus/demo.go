@@ -108,8 +108,7 @@ func newDemo(opts ...failover.Option) (*demo, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs, err := om.Observe(pool)
-	if err != nil {
+	if err := om.Err(); err != nil { // the option observes the pool's gauges
 		return nil, err
 	}
 	return &demo{
@@ -119,7 +118,7 @@ func newDemo(opts ...failover.Option) (*demo, error) {
 		clock:   clk,
 		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		close: func() error {
-			return errors.Join(obs.Unregister(), mp.Shutdown(context.Background()))
+			return mp.Shutdown(context.Background())
 		},
 	}, nil
 }

@@ -16,6 +16,7 @@ const (
 	protoOpenAI    protocol = iota // chat, completions, embeddings, models
 	protoAnthropic                 // POST /v1/messages
 	protoGemini                    // /v1beta/models/{model}:generateContent and friends
+	protoResponses                 // OpenAI's POST /v1/responses: its stream names each event and has no [DONE]
 )
 
 // protocolOf tells the protocol of r from its path: Anthropic's messages
@@ -29,6 +30,8 @@ func protocolOf(r *http.Request) protocol {
 	case strings.HasSuffix(p, "/v1/messages") || strings.Contains(p, "/v1/messages/") || p == "/messages" ||
 		r.Header.Get("Anthropic-Version") != "":
 		return protoAnthropic
+	case strings.HasSuffix(p, "/responses"):
+		return protoResponses
 	}
 	return protoOpenAI
 }
@@ -78,18 +81,19 @@ func (p protocol) defaultBody(req Request) (string, bool) {
 	return "", false
 }
 
-// writeChunk writes one stream chunk in the protocol's framing: OpenAI's and
-// Gemini's are "data:" lines, Anthropic's name each event after its "type".
-// With noEnd, Anthropic's message_stop is left out, as a dropped
-// connection leaves it out.
+// writeChunk writes one stream chunk in the protocol's framing: OpenAI's
+// chat and Gemini's are "data:" lines, Anthropic's and the Responses API's
+// name each event after its "type". With noEnd, Anthropic's message_stop
+// and the Responses API's response.completed are left out, as a dropped
+// connection leaves them out.
 func (p protocol) writeChunk(w io.Writer, chunk string, noEnd bool) {
 	switch p {
-	case protoAnthropic:
+	case protoAnthropic, protoResponses:
 		var ev struct {
 			Type string `json:"type"`
 		}
 		_ = json.Unmarshal([]byte(chunk), &ev)
-		if noEnd && ev.Type == "message_stop" {
+		if noEnd && (ev.Type == "message_stop" || ev.Type == "response.completed") {
 			return
 		}
 		if ev.Type != "" {
@@ -103,9 +107,10 @@ func (p protocol) writeChunk(w io.Writer, chunk string, noEnd bool) {
 	}
 }
 
-// end closes a stream: OpenAI's with "data: [DONE]" unless noEnd; Anthropic's
-// and Gemini's have no terminator of their own (Anthropic's end event is
-// the message_stop chunk).
+// end closes a stream: OpenAI's chat and completions with "data: [DONE]"
+// unless noEnd; Anthropic's, Gemini's and the Responses API's have no
+// terminator of their own (their end events are chunks: message_stop,
+// response.completed).
 func (p protocol) end(w io.Writer, noEnd bool) {
 	if p == protoOpenAI && !noEnd {
 		_, _ = io.WriteString(w, "data: [DONE]\n\n")

@@ -58,11 +58,14 @@ type Response struct {
 	// [Server.SetModels], GET /models/{id} returns one of them or a 404.
 	Body string
 	// Chunks makes a 200 answer an SSE stream: each chunk is sent as one
-	// "data: <chunk>" event, then "data: [DONE]" unless NoDone is set.
-	// Use [Chunk] for a chat delta and [ErrorEvent] for a mid-stream error.
+	// "data: <chunk>" event (named "event: <type>" on Anthropic's messages
+	// and OpenAI's Responses, as they send them), then, for chat and
+	// completions, "data: [DONE]" unless NoDone is set. Use [Chunk] for a
+	// chat delta and [ErrorEvent] for a mid-stream error.
 	Chunks []string
-	// NoDone ends the stream without "data: [DONE]", as a dropped
-	// connection does.
+	// NoDone ends the stream without its end, as a dropped connection
+	// does: no "data: [DONE]" (chat, completions), no message_stop
+	// (Anthropic), no response.completed (Responses).
 	NoDone bool
 	// Delay is waited before the status line; ChunkDelay before each chunk.
 	// Both end early when the client goes away.

@@ -70,16 +70,28 @@ type errorEnvelope struct {
 	} `json:"error"`
 }
 
+// parseEnvelope decodes what it can: a field of another type than the
+// envelope's (a string "error", a "details" that is no list) is left out,
+// and the hints beside it are kept.
 func parseEnvelope(body []byte) (errorEnvelope, bool) {
 	var e errorEnvelope
-	if json.Unmarshal(body, &e) == nil {
+	if decodedPart(json.Unmarshal(body, &e)) {
 		return e, true
 	}
 	var list []errorEnvelope
-	if json.Unmarshal(body, &list) != nil || len(list) == 0 {
-		return e, false
+	if !decodedPart(json.Unmarshal(body, &list)) || len(list) == 0 {
+		return errorEnvelope{}, false
 	}
 	return list[0], true
+}
+
+// decodedPart reports whether json.Unmarshal decoded the value, but
+// perhaps for fields of another type, which it skips and reports (a value
+// that is itself of another type, such as a list for an object, is not
+// decoded).
+func decodedPart(err error) bool {
+	var te *json.UnmarshalTypeError
+	return err == nil || (errors.As(err, &te) && te.Field != "")
 }
 
 // retryInfo is the first Google RetryInfo retryDelay in body, bounded by

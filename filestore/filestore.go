@@ -89,8 +89,8 @@ type Store struct {
 	path string
 	lock *locker
 
-	txMu       sync.Mutex // one read-modify-write at a time in this Store; the lock orders processes
-	lockClosed bool       // under txMu
+	tx         chan struct{} // held (full) by the one read-modify-write at a time in this Store; the lock orders processes
+	lockClosed bool          // while tx is held
 
 	mu       sync.Mutex
 	pending  map[string]failover.Shared // saved, not yet written
@@ -149,6 +149,7 @@ func Open(path string) (*Store, error) {
 		states:  map[string]failover.Shared{},
 		seen:    map[string]uint64{},
 		kick:    make(chan struct{}, 1),
+		tx:      make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -180,10 +181,10 @@ func (s *Store) Close() error {
 			err = fmt.Errorf("filestore: %d changes not written to %s: %w", n, s.path, errors.Join(err, s.err))
 		}
 		s.mu.Unlock()
-		s.txMu.Lock()
+		s.tx <- struct{}{}
 		s.lockClosed = true
 		err = errors.Join(err, s.lock.close())
-		s.txMu.Unlock()
+		<-s.tx
 		s.closeErr = err
 	})
 	return s.closeErr
@@ -417,10 +418,16 @@ func (s *Store) update(ctx context.Context, fn func(d *document) bool) error {
 	}
 	s.queue = append(s.queue, o)
 	s.mu.Unlock()
-	s.txMu.Lock()
+	select { // the caller's context bounds the wait for another read-modify-write
+	case s.tx <- struct{}{}:
+	case err := <-o.done: // in the batch of a caller before us
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // o stays queued: the batch that takes it skips it
+	}
 	select {
 	case err := <-o.done: // in the batch of a caller before us
-		s.txMu.Unlock()
+		<-s.tx
 		return err
 	default:
 	}
@@ -433,14 +440,14 @@ func (s *Store) update(ctx context.Context, fn func(d *document) bool) error {
 		if b.err == nil {
 			b.err = err
 		}
-		b.done <- b.err // before the next caller takes txMu
+		b.done <- b.err // before the next caller takes tx
 	}
-	s.txMu.Unlock()
+	<-s.tx
 	s.deliver(out)
 	return <-o.done
 }
 
-// transact runs batch in one read-modify-write of the file, with txMu
+// transact runs batch in one read-modify-write of the file, with tx
 // held. Its error is the error of every op in batch.
 func (s *Store) transact(ctx context.Context, batch []*op) ([]failover.Shared, error) {
 	if _, ok := ctx.Deadline(); !ok {

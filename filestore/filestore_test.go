@@ -472,3 +472,56 @@ func TestLeftoverTempFiles(t *testing.T) {
 		}
 	}
 }
+
+// Take and Lease give up when the caller's context ends while another
+// read-modify-write of the store holds the file (regression: they waited
+// for it whatever the context said), and the store works on afterwards.
+func TestWaitEndsWithTheContext(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.json"))
+	held, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the store's Close, should the test fail
+	holding := make(chan error, 1)
+	go func() { holding <- filestore.HoldLock(s, func() { close(held); <-release }) }()
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lock was never held")
+	}
+	for name, call := range map[string]func(ctx context.Context) error{
+		"Take": func(ctx context.Context) error {
+			_, _, err := s.Take(ctx, "m", failover.Limits{RPM: 5}, 1, time.Now())
+			return err
+		},
+		"Lease": func(ctx context.Context) error {
+			_, _, err := s.Lease(ctx, "m", "h", time.Now())
+			return err
+		},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- call(ctx) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s: %v, want the context's deadline", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s waited for the held lock past its context", name)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s returned after %v: it waited for the lock", name, d)
+		}
+		cancel()
+	}
+	free()
+	if err := <-holding; err != nil {
+		t.Fatal(err)
+	}
+	ok, _, err := s.Take(context.Background(), "m", failover.Limits{RPM: 5}, 1, time.Now())
+	if err != nil || !ok {
+		t.Fatalf("Take after the wait: %v %v", ok, err)
+	}
+}

@@ -395,11 +395,12 @@ func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant
 // served records a success of an attempt on m holding g.
 func (p *Pool[C]) served(ctx context.Context, m *entry[C], g grant, clk *selection) {
 	m.st.use.served.count()
-	ch := m.st.succeed(g, clk)
-	p.freed(m.st)
-	if ch.kind != 0 || ch.wake {
+	if ch := m.st.succeed(g, clk); ch.kind != 0 || ch.wake {
+		p.freed(m.st)
 		p.apply(ctx, m.st, ch, Event{Member: m.Name})
+		return
 	}
+	p.freed(m.st)
 }
 
 // release ends an attempt on st that has no outcome (a panic in user code,

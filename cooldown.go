@@ -215,7 +215,7 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 	switch s.phase.Load() {
 	case phaseActive:
 		if lim := s.lim.Load(); lim == nil {
-			s.calls.start()
+			s.calls.startOn(sel.shard())
 		} else if !lim.admit(sel.ctx, sel.now(), sel.tokens, &s.calls) {
 			s.limited.Add(1)
 			return grant{}, false
@@ -313,7 +313,7 @@ type change struct {
 
 // succeed records a success of a call that acquired g.
 func (s *memberState) succeed(g grant, sel *selection) (ch change) {
-	s.calls.end()
+	s.calls.endOn(sel.shard())
 	if !g.probe && !s.dirty.Load() {
 		return change{}
 	}

@@ -293,6 +293,16 @@ func largerContext[C any](c *config[C], tried *bitset, m *entry[C]) bool {
 // anew starts a new pass of selection: the next look reads the clock again.
 func (c *selection) anew() { c.t, c.set = time.Time{}, false }
 
+// shard returns the shard of the striped counters (see calls) that the
+// call counts on: here() read once per call, so that its start, its end
+// and its served count pin the processor once. Any shard counts right.
+func (c *selection) shard() uint32 {
+	if c.proc == 0 {
+		c.proc = here() + 1
+	}
+	return c.proc - 1
+}
+
 // failure is the verdict on a failed attempt and when it was reached.
 type failure struct {
 	v     Verdict
@@ -394,7 +404,7 @@ func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant
 
 // served records a success of an attempt on m holding g.
 func (p *Pool[C]) served(ctx context.Context, m *entry[C], g grant, clk *selection) {
-	m.st.use.served.count()
+	m.st.use.served.countOn(clk.shard())
 	if ch := m.st.succeed(g, clk); ch.kind != 0 || ch.wake {
 		p.freed(m.st)
 		p.apply(ctx, m.st, ch, Event{Member: m.Name})

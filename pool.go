@@ -295,7 +295,8 @@ type selection struct {
 	t          time.Time
 	set        bool
 	tokens     int
-	minContext int // after a context_length error: the context a member must declare
+	minContext int    // after a context_length error: the context a member must declare
+	proc       uint32 // here()+1 once read (see shard); 0 before
 }
 
 func (c *selection) now() time.Time {

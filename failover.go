@@ -402,15 +402,19 @@ func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant
 	return f
 }
 
-// served records a success of an attempt on m holding g.
+// served records a success of an attempt on m holding g. It is succeed
+// in two steps, so that a plain success returns no change to copy.
 func (p *Pool[C]) served(ctx context.Context, m *entry[C], g grant, clk *selection) {
-	m.st.use.served.countOn(clk.shard())
-	if ch := m.st.succeed(g, clk); ch.kind != 0 || ch.wake {
-		p.freed(m.st)
-		p.apply(ctx, m.st, ch, Event{Member: m.Name})
-		return
+	st := m.st
+	st.use.served.countOn(clk.shard())
+	var ch change
+	if !st.ended(g, clk) {
+		ch = st.succeeded(g, clk) // a probe, or a history to forget
 	}
-	p.freed(m.st)
+	p.freed(st)
+	if ch.kind != 0 || ch.wake {
+		p.apply(ctx, st, ch, Event{Member: m.Name})
+	}
 }
 
 // release ends an attempt on st that has no outcome (a panic in user code,

@@ -11,7 +11,8 @@ import (
 //
 // The word is striped: a pool with more than one processor gives each
 // member one word per shard, and a call counts on the shard of the
-// processor it runs on (see here, in here.go), so that parallel healthy calls on one
+// processor it runs on (see here, in here.go; a call reads it once, see
+// selection.shard), so that parallel healthy calls on one
 // member write no cache line another core reads or writes at once. The
 // words of a shard of 16 members sit together in one 128-byte row that only
 // that shard writes (see arena). The shards are summed when read: the
@@ -114,11 +115,8 @@ func (c *calls) endOn(s uint32) { c.on(s).Add(^uint64(0)) }
 // count out, without counting a start.
 func (c *calls) enter() { c.word().Add(1) }
 
-// count counts one more (in the started part), for a plain striped
-// counter such as the calls a member served.
-func (c *calls) count() { c.word().Add(1 << inFlightBits) }
-
-// countOn is count on shard s (see on).
+// countOn counts one more (in the started part) on shard s (see on), for
+// a plain striped counter such as the calls a member served.
 func (c *calls) countOn(s uint32) { c.on(s).Add(1 << inFlightBits) }
 
 // load returns the calls in flight and the calls ever started.

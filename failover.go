@@ -192,7 +192,6 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 	var (
 		tried    bitset
 		attempts []Attempt
-		f        failure   // of the last failed attempt
 		waited   time.Time // when the call started to wait, if it did
 		early    bool      // the call made its last-resort probe
 		start    time.Time // of the current attempt, when timed
@@ -235,6 +234,7 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		if len(attempts) == 0 && p.set.timed() {
 			start = p.now()
 		}
+		var f failure // the verdict, if the attempt fails
 		out, err := attempt(ctx, p, c, m, g, fn, &sel, len(attempts)+1, &f)
 		if err == nil {
 			if len(attempts) > 0 {

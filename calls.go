@@ -115,8 +115,11 @@ func (c *calls) endOn(s uint32) { c.on(s).Add(^uint64(0)) }
 // count out, without counting a start.
 func (c *calls) enter() { c.word().Add(1) }
 
-// countOn counts one more (in the started part) on shard s (see on), for
-// a plain striped counter such as the calls a member served.
+// count counts one more (in the started part), for a plain striped
+// counter such as the calls a member served.
+func (c *calls) count() { c.word().Add(1 << inFlightBits) }
+
+// countOn is count on shard s (see on).
 func (c *calls) countOn(s uint32) { c.on(s).Add(1 << inFlightBits) }
 
 // load returns the calls in flight and the calls ever started.

@@ -198,6 +198,9 @@ func structured(err error) (errInfo, bool) {
 	}
 	if errors.As(err, &httpErr) {
 		f.status, f.body, found = httpErr.StatusCode, httpErr.Body, true
+		if httpErr.event {
+			f.status = 0 // the 200 stream's error event: its own codes decide, as on go-openai's path
+		}
 	}
 	if errors.As(err, &apiErr) {
 		if f.status == 0 {
@@ -230,6 +233,16 @@ func structured(err error) (errInfo, bool) {
 		}
 		if f.msg == "" {
 			f.msg = head(string(f.body))
+		}
+	}
+	if httpErr != nil && httpErr.event {
+		// A stream's error event carries its status as a numeric code
+		// (OpenRouter, LiteLLM, Gemini), as go-openai's APIError does.
+		for _, c := range strings.Fields(f.codes) {
+			if n, err := strconv.Atoi(c); err == nil && validStatus(n) {
+				f.status = n
+				break
+			}
 		}
 	}
 	f.codes = strings.ToLower(f.codes)
@@ -452,8 +465,10 @@ func classifyNetwork(err error) (Verdict, bool) {
 var statusPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`(?i)\bstatus(?:[ _]?code)?\s*[:=]?\s*(\d{3})\b`),
 	regexp.MustCompile(`(?i)\bHTTP(?:/\d(?:\.\d)?)?\s+(\d{3})\b`),
-	regexp.MustCompile(`^(\d{3}) status code\b`), // openai-node's "400 status code (no body)"
-	regexp.MustCompile(`^(\d{3}) [A-Z_]{3,}\. `), // google-genai's "400 INVALID_ARGUMENT. {…}"
+	regexp.MustCompile(`^(\d{3}) status code\b`),          // openai-node's "400 status code (no body)"
+	regexp.MustCompile(`^(\d{3}) [A-Z_]{3,}\. `),          // google-genai's "400 INVALID_ARGUMENT. {…}"
+	regexp.MustCompile(`(?i)\berror code:\s*(\d{3})\s+-`), // openai-python's and anthropic-python's "Error code: 500 - {…}"
+	regexp.MustCompile(`^([45]\d\d) (?:[A-Z][a-z]|\{)`),   // anthropic-sdk-typescript's "503 Too many connections…", "529 {…}"
 	regexp.MustCompile(`\b(\d{3}) ([A-Z][A-Za-z-]*(?: [A-Za-z-]+)*)`),
 }
 

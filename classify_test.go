@@ -184,3 +184,16 @@ func TestClassifyMalformedResponse(t *testing.T) {
 		assert.Equal(t, failover.ReasonNetwork, failover.Classify(errors.New(msg)).Reason, msg)
 	}
 }
+
+// Statuses in SDK texts are read only where they are anchored.
+func TestStatusFromTextAnchors(t *testing.T) {
+	for text, want := range map[string]failover.Reason{
+		"Error code: 500 - {'error': {'message': 'The model produced invalid content.', 'type': 'model_error'}}": failover.ReasonServer,
+		"503 Too many connections, please wait before trying again.":                                             failover.ReasonOverloaded,
+		"512 MB of memory were used": failover.ReasonUnknown,
+		"used max 500 tokens":        failover.ReasonUnknown,
+		"429 {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}": failover.ReasonRateLimit,
+	} {
+		assert.Equal(t, want, failover.Classify(errors.New(text)).Reason, text)
+	}
+}

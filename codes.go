@@ -29,12 +29,14 @@ var codeReasons = map[string]Reason{
 	"account_deactivated":                  ReasonAuth,      // OpenAI
 	"unsupported_country_region_territory": ReasonForbidden, // OpenAI
 	// The member lacks the model or the operation.
-	"model_not_found":       ReasonNotFound, // OpenAI
-	"not_found_error":       ReasonNotFound, // Anthropic
-	"deploymentnotfound":    ReasonNotFound, // Azure
-	"operationnotsupported": ReasonNotFound, // Azure: the deployment's model cannot do this
-	"model_decommissioned":  ReasonNotFound, // Groq
-	"model_is_deactivated":  ReasonNotFound, // Groq
+	"model_not_found":                ReasonNotFound, // OpenAI
+	"not_found_error":                ReasonNotFound, // Anthropic
+	"deploymentnotfound":             ReasonNotFound, // Azure
+	"operationnotsupported":          ReasonNotFound, // Azure: the deployment's model cannot do this
+	"model_decommissioned":           ReasonNotFound, // Groq
+	"model_is_deactivated":           ReasonNotFound, // Groq
+	"model_not_available":            ReasonNotFound, // Together: a model the key cannot reach (non-serverless)
+	"dedicated_endpoint_not_running": ReasonNotFound, // Together: the member's endpoint is stopped
 	// The request.
 	"context_length_exceeded":      ReasonContextLength, // OpenAI
 	"exceed_context_size_error":    ReasonContextLength, // llama.cpp server

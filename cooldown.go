@@ -170,8 +170,8 @@ type memberState struct {
 	calls     calls                   // in flight and started
 	failures  atomic.Uint64
 	hedged    atomic.Uint64
-	limited   atomic.Uint64
-	use       usage // calls served and their tokens
+	skips     [skipCauses]calls // selections that passed it over, by cause (striped like calls)
+	use       usage             // calls served and their tokens
 	mu        sync.Mutex
 	lane      Lane
 	reason    Reason
@@ -209,46 +209,54 @@ type grant struct {
 // and the limits ask the store, before the member is claimed.
 func (s *memberState) acquire(sel *selection) (grant, bool) {
 	if sel.minContext > 0 && !s.lim.Load().fits(sel.tokens, sel.minContext) {
-		return grant{}, false
+		return s.pass(sel, skipLimited)
 	}
 	epoch := s.epoch.Load()
-	switch s.phase.Load() {
+	switch ph := s.phase.Load(); ph {
 	case phaseActive:
 		if lim := s.lim.Load(); lim == nil {
 			s.calls.startOn(sel.shard())
 		} else if !lim.admit(sel.ctx, sel.now(), sel.tokens, &s.calls) {
-			s.limited.Add(1)
-			return grant{}, false
+			return s.pass(sel, skipLimited)
 		}
 		return grant{epoch: epoch}, true
 	case phaseCooling:
 		t := sel.now()
 		if s.sh != nil && !s.leased(sel, t) {
-			return grant{}, false
+			return s.pass(sel, skipCooling)
 		}
 		lim := s.lim.Load()
 		var decided, ok bool
 		if lim != nil {
 			if decided, ok = lim.shared(sel.ctx, t, sel.tokens, &s.calls); decided && !ok {
-				s.limited.Add(1)
-				return grant{}, false
+				return s.pass(sel, skipLimited)
 			}
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.phase.Load() != phaseCooling || t.Before(s.until) {
-			return grant{}, false
+		g, why := s.claimProbe(t, sel.tokens, lim, decided)
+		if why != skipNone {
+			return s.pass(sel, why)
 		}
-		if lim == nil {
-			s.calls.start()
-		} else if !lim.admitLocal(t, sel.tokens, &s.calls, decided) {
-			s.limited.Add(1)
-			return grant{}, false
-		}
-		s.phase.Store(phaseProbing)
-		return grant{epoch: s.epoch.Load(), probe: true}, true
+		return g, true
+	default:
+		return s.pass(sel, causeOf(ph))
 	}
-	return grant{}, false
+}
+
+// claimProbe makes the call the probe of a member whose window ended at
+// or before t, or returns why it cannot. It takes mu.
+func (s *memberState) claimProbe(t time.Time, tokens int, lim *limiter, decided bool) (grant, skipCause) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ph := s.phase.Load(); ph != phaseCooling || t.Before(s.until) {
+		return grant{}, causeOf(ph)
+	}
+	if lim == nil {
+		s.calls.start()
+	} else if !lim.admitLocal(t, tokens, &s.calls, decided) {
+		return grant{}, skipLimited
+	}
+	s.phase.Store(phaseProbing)
+	return grant{epoch: s.epoch.Load(), probe: true}, skipNone
 }
 
 // leased reports whether this pool may probe the member, whose window may
@@ -277,30 +285,87 @@ func (s *memberState) leased(sel *selection, t time.Time) bool {
 }
 
 // ready reports whether acquire would succeed now, without claiming.
-func (s *memberState) ready(sel *selection) bool {
+func (s *memberState) ready(sel *selection) bool { return s.unready(sel) == skipNone }
+
+// unready returns why the member cannot serve the selection now, or
+// skipNone when it can.
+func (s *memberState) unready(sel *selection) skipCause {
 	if !s.lim.Load().fits(sel.tokens, sel.minContext) {
-		return false
+		return skipLimited
 	}
-	switch s.phase.Load() {
+	switch ph := s.phase.Load(); ph {
 	case phaseActive:
 	case phaseCooling:
 		t := sel.now()
 		s.mu.Lock()
-		open := s.phase.Load() == phaseCooling && !t.Before(s.until)
+		ph = s.phase.Load()
+		open := ph == phaseCooling && !t.Before(s.until)
 		s.mu.Unlock()
 		if !open {
-			return false
+			return causeOf(ph)
 		}
 	default:
-		return false
+		return causeOf(ph)
 	}
 	lim := s.lim.Load()
 	if lim == nil {
-		return true
+		return skipNone
 	}
 	t := sel.now()
 	at := lim.next(t, sel.tokens)
-	return !at.IsZero() && !at.After(t) && (lim.limits.MaxInFlight == 0 || s.calls.inFlight() < int64(lim.limits.MaxInFlight))
+	if !at.IsZero() && !at.After(t) && (lim.limits.MaxInFlight == 0 || s.calls.inFlight() < int64(lim.limits.MaxInFlight)) {
+		return skipNone
+	}
+	return skipLimited
+}
+
+// skipCause is why a selection passed over a member.
+type skipCause int8
+
+const (
+	skipCooling skipCause = iota
+	skipProbing
+	skipDisabled
+	skipLimited
+	skipCauses           // the number of causes
+	skipNone   skipCause = -1
+)
+
+// causeOf is the skip cause of a member in phase ph that cannot serve.
+func causeOf(ph int32) skipCause {
+	switch ph {
+	case phaseProbing:
+		return skipProbing
+	case phaseDisabled:
+		return skipDisabled
+	}
+	return skipCooling // cooling, or active again but its probe taken
+}
+
+// pass counts a call that passed the member over for cause k (once: not
+// in the later selections of a call that went on), tells the Skip hook,
+// and returns acquire's refusal. It is called with no lock held.
+func (s *memberState) pass(sel *selection, k skipCause) (grant, bool) {
+	if !sel.again {
+		s.skips[k].count()
+		if sel.skip != nil {
+			sel.skip(sel.ctx, s.name, k.err())
+		}
+	}
+	return grant{}, false
+}
+
+// err is the error the Skip hook receives for k.
+func (k skipCause) err() error {
+	switch k {
+	case skipCooling:
+		return ErrCoolingDown
+	case skipProbing:
+		return ErrProbing
+	case skipDisabled:
+		return ErrDisabled
+	}
+	return ErrLimited
 }
 
 // change is what an outcome did to a member, for events.

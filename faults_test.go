@@ -173,15 +173,17 @@ func faultExpectations() map[faultserver.Mode]map[string]faultExpect {
 		},
 		faultserver.StallBeforeHeaders: all(faultExpect{want: onHealthy, reasons: R(timeout)}),
 		// go-openai waits for the body (plain) or the first chunk (stream)
-		// inside the attempt: a timeout, fails over. Transport's attempt ends
-		// at the headers by design (TestTransportStreams: chunks outlive the
-		// attempt timeout), so the stalled body is bounded by the caller's
-		// context only.
+		// inside the attempt: a timeout, fails over. Transport waits for an
+		// event stream's first event inside the attempt too (it fails over
+		// when that event is an error), so a stream that stalls after its
+		// headers fails over; a plain body's attempt ends at the headers
+		// by design, so the stalled body is bounded by the caller's context
+		// only.
 		faultserver.StallAfterHeaders: {
 			pathOpenAI:       {want: onHealthy, reasons: R(timeout)},
 			pathOpenAIStream: {want: onHealthy, reasons: R(timeout)},
 			pathTransport:    {want: onCut, cutErr: context.DeadlineExceeded},
-			pathTransportSSE: {want: onCut, cutErr: context.DeadlineExceeded},
+			pathTransportSSE: {want: onHealthy, reasons: R(timeout)},
 		},
 		// Not HTTP at all: a network failure, as the table's "EOF, reset".
 		faultserver.Garbage: all(faultExpect{want: onHealthy, reasons: R(network)}),

@@ -48,6 +48,7 @@ func (r outcome[T]) lost(name string) {
 // members and closes what they return. tried holds the members the call
 // may not try (see OnlyModel).
 func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(context.Context, Member[C]) (T, error), i int, g grant, base selection, limit int, tried bitset) (T, error) {
+	base.again = true // the call's first selection, in do, counted its skips
 	var (
 		zero     T
 		mu       sync.Mutex // guards done and sends on results
@@ -111,7 +112,9 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 			p.emit(ctx, Event{Kind: EventProbe, Member: m.Name, Attempt: n})
 		}
 	}
+	refused := false // the retry budget refused the last attempt next looked for
 	next := func(hedge bool) bool {
+		refused = false
 		if len(attempts)+running >= limit {
 			return false
 		}
@@ -122,9 +125,7 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 		}
 		if p.budget != nil && !p.budget.spend() {
 			p.release(ctx, c.members[i].st, g)
-			if len(attempts) > 0 {
-				p.budgetSpent(ctx, attempts[0])
-			}
+			refused = true
 			return false
 		}
 		start(i, g, hedge)
@@ -191,6 +192,10 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 			}
 			attempts = append(attempts, Attempt{Member: m.Name, Reason: f.v.Reason, Err: r.err})
 			if !next(false) && running == 0 {
+				if refused { // the retry budget is spent: fail fast, as without hedging
+					p.budgetSpent(ctx, attempts[0])
+					return zero, attempts[0].Err
+				}
 				e := p.unavailable(c, &tried, attempts, base.tokens, f.at)
 				p.exhausted(ctx, e)
 				return zero, e

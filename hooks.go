@@ -28,6 +28,34 @@ type Hooks struct {
 	// is called once when the attempt is over, after the member's state
 	// is settled.
 	Attempt func(ctx context.Context, member string, n int) (context.Context, func(AttemptEnd))
+	// Skip is called when a call passes over a member that cannot serve
+	// it, before the call tries another: cause is ErrCoolingDown,
+	// ErrProbing, ErrDisabled or ErrLimited, and ctx is the call's. It is
+	// called once per call and member, as Status.Skipped counts.
+	Skip func(ctx context.Context, member string, cause error)
+	// Usage is called with the token usage of each response counted to a
+	// member's Status (by [OpenAI], [Transport] or [Pool.ReportUsage]),
+	// with the context of the attempt that got the response
+	// (context.Background for ReportUsage). A stream's or a Transport
+	// body's usage arrives as the caller reads it, often after the call's
+	// end function ran.
+	Usage func(ctx context.Context, u Usage)
+	// Pool is called once, by New, with the new pool's Status, so that a
+	// hook can read the pool's state later (otelfailover's gauges read it
+	// at each collection). It is not called by Update.
+	Pool func(status func() []Status)
+}
+
+// Usage is the token usage of one response, as its provider reported it
+// and [Hooks.Usage] receives it.
+type Usage struct {
+	Member string // the member that served it
+	// Model is the model the response names (such as
+	// "gpt-4o-2024-08-06"), empty when it names none. It comes from the
+	// provider: bound its cardinality before using it as a label.
+	Model            string
+	PromptTokens     int
+	CompletionTokens int
 }
 
 // AttemptEnd is how one attempt ended, as [Hooks.Attempt]'s end function
@@ -89,6 +117,39 @@ func (outer Hooks) then(inner Hooks) Hooks {
 				defer endA(e)
 				endB(e)
 			}
+		}
+	}
+	switch {
+	case outer.Skip == nil:
+	case inner.Skip == nil:
+		inner.Skip = outer.Skip
+	default:
+		a, b := outer.Skip, inner.Skip
+		inner.Skip = func(ctx context.Context, member string, cause error) {
+			defer b(ctx, member, cause)
+			a(ctx, member, cause)
+		}
+	}
+	switch {
+	case outer.Pool == nil:
+	case inner.Pool == nil:
+		inner.Pool = outer.Pool
+	default:
+		a, b := outer.Pool, inner.Pool
+		inner.Pool = func(status func() []Status) {
+			defer b(status)
+			a(status)
+		}
+	}
+	switch {
+	case outer.Usage == nil:
+	case inner.Usage == nil:
+		inner.Usage = outer.Usage
+	default:
+		a, b := outer.Usage, inner.Usage
+		inner.Usage = func(ctx context.Context, u Usage) {
+			defer b(ctx, u)
+			a(ctx, u)
 		}
 	}
 	return inner

@@ -142,3 +142,20 @@ func TestHooksHedged(t *testing.T) {
 		assert.Equal(t, 0, p.Status()[0].InFlight+p.Status()[1].InFlight)
 	})
 }
+
+// The Pool hook hears the new pool's Status once, from New; Update does
+// not call it again, and the Status it holds follows the pool.
+func TestPoolHook(t *testing.T) {
+	var status []func() []failover.Status
+	p, err := failover.New([]failover.Member[string]{{Name: "a", Client: "x"}},
+		failover.WithHooks(failover.Hooks{Pool: func(s func() []failover.Status) { status = append(status, s) }}),
+		failover.WithHooks(failover.Hooks{Pool: func(s func() []failover.Status) { status = append(status, s) }}))
+	require.NoError(t, err)
+	require.Len(t, status, 2, "both hooks, once each")
+	require.NoError(t, p.Update([]failover.Member[string]{{Name: "a", Client: "x"}, {Name: "b", Client: "y"}}))
+	require.Len(t, status, 2, "Update calls no hook")
+	require.NoError(t, p.Disable("b"))
+	st := status[0]()
+	require.Len(t, st, 2)
+	assert.Equal(t, failover.Disabled, st[1].State)
+}

@@ -36,7 +36,11 @@ func OpenAIMember(name string, cfg openai.ClientConfig) Member[*openai.Client] {
 	}
 	cred := &redact.Learned{}
 	cfg.HTTPClient = recordingDoer{next: next, cred: cred}
-	return Member[*openai.Client]{Name: name, Client: openai.NewClientWithConfig(cfg), cred: cred}
+	provider := ProviderOf(cfg.BaseURL)
+	if cfg.APIType == openai.APITypeAzure || cfg.APIType == openai.APITypeAzureAD {
+		provider = "azure.ai.openai"
+	}
+	return Member[*openai.Client]{Name: name, Client: openai.NewClientWithConfig(cfg), Provider: provider, cred: cred}
 }
 
 // OpenAIKeys expands several keys of one provider into members name#1 …
@@ -212,6 +216,7 @@ func (o *OpenAI) Pool() *Pool[*openai.Client] { return o.pool }
 
 // CreateChatCompletion is openai.Client.CreateChatCompletion with failover.
 func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatCompletionRequest) (openai.ChatCompletionResponse, error) {
+	ctx = o.pool.named(ctx, opChat)
 	return serve(ctx, o, EstimateTokens(req), func(ctx context.Context, m Member[*openai.Client]) (openai.ChatCompletionResponse, error) {
 		r := req // each attempt starts from the caller's request
 		if m.Model != "" {
@@ -223,6 +228,7 @@ func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatComple
 
 // CreateCompletion is openai.Client.CreateCompletion with failover.
 func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequest) (openai.CompletionResponse, error) {
+	ctx = o.pool.named(ctx, opCompletion)
 	return serve(ctx, o, estimateCompletion(req), func(ctx context.Context, m Member[*openai.Client]) (openai.CompletionResponse, error) {
 		r := req
 		if m.Model != "" {
@@ -236,6 +242,7 @@ func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequ
 // member's Model replaces the model of an EmbeddingRequest,
 // EmbeddingRequestStrings or EmbeddingRequestTokens (or a pointer to one).
 func (o *OpenAI) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequestConverter) (openai.EmbeddingResponse, error) {
+	ctx = o.pool.named(ctx, opEmbeddings)
 	if isNil(conv) {
 		return openai.EmbeddingResponse{}, fmt.Errorf("%w: CreateEmbeddings with a nil request", ErrInvalid)
 	}

@@ -86,8 +86,9 @@ func serve[T any](ctx context.Context, o *OpenAI, tokens int, call func(ctx cont
 		if err == nil {
 			markServed(any(&resp), m.Name)
 			markServed(any(resp), m.Name) // a pointer T, such as a stream
-			if pt, ct, ok := usageOf(any(&resp)); ok {
-				o.pool.ReportUsage(m.Name, pt, ct)
+			if u, ok := usageOf(any(&resp)); ok {
+				u.Member = m.Name
+				o.pool.used(ctx, u)
 			}
 		}
 		return resp, x.wrap(err, m.Model, o.pool.secrets())

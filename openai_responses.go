@@ -14,6 +14,7 @@ import (
 // (PreviousResponseID, or a Conversation) names an object of one account:
 // pin it with [OnlyMember] through [WithCallOptions].
 func (o *OpenAI) CreateResponse(ctx context.Context, req openai.CreateResponseRequest) (openai.CreateResponseResponse, error) {
+	ctx = o.pool.named(ctx, opChat)
 	return serve(ctx, o, EstimateResponseTokens(req), func(ctx context.Context, m Member[*openai.Client]) (openai.CreateResponseResponse, error) {
 		r := req
 		if m.Model != "" {
@@ -37,6 +38,7 @@ type ResponseStream struct {
 // stream that ends before response.completed (or response.failed,
 // response.incomplete, error) returns io.ErrUnexpectedEOF.
 func (o *OpenAI) CreateResponseStream(ctx context.Context, req openai.CreateResponseRequest) (*ResponseStream, error) {
+	ctx = o.pool.named(ctx, opChat)
 	tokens := EstimateResponseTokens(req)
 	s, err := Do(ctx, o.pool, func(actx context.Context, m Member[*openai.Client]) (*ResponseStream, error) {
 		r := req

@@ -26,6 +26,11 @@ type Member[C any] struct {
 	Model    string // optional model this member serves (model-level fallback)
 	Group    string // optional shared account or quota bucket: quota errors cool the whole group
 	Limits   Limits // optional client-side limits
+	// Provider names the member's provider for telemetry, as
+	// gen_ai.provider.name spells it ("openai", "groq", "anthropic", …).
+	// Optional: OpenAIMember, and New for Upstream members, fill it in
+	// from the base URL when [ProviderOf] knows its host.
+	Provider string
 
 	cred *redact.Learned // the credentials its client sends (OpenAIMember), for redaction
 }
@@ -161,6 +166,9 @@ func New[C any](members []Member[C], opts ...Option) (*Pool[C], error) {
 	if p.sh != nil {
 		p.sh.store.Watch(p.receive)
 	}
+	if h := p.set.hooks.Pool; h != nil {
+		h(p.Status)
+	}
 	return p, nil
 }
 
@@ -205,11 +213,17 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 			st = &memberState{name: m.Name, sh: p.sh}
 			st.calls.init(&p.arena)
 			st.use.served.init(&p.arena)
+			for k := range st.skips {
+				st.skips[k].init(&p.arena)
+			}
 		}
 		if !sameLimits { // same limits keep their history
 			lim := newLimiter(m.Limits, m.Name, p.sh)
 			lim.carryDay(st.lim.Load()) // and other limits keep the day's counts
 			st.lim.Store(lim)
+		}
+		if m.Provider == "" {
+			m.Provider = providerOf(m.Client)
 		}
 		c.members[i] = entry[C]{Member: m, st: st}
 		c.byName[m.Name] = i
@@ -295,8 +309,10 @@ type selection struct {
 	t          time.Time
 	set        bool
 	tokens     int
-	minContext int    // after a context_length error: the context a member must declare
-	proc       uint32 // here()+1 once read (see shard); 0 before
+	minContext int                                                   // after a context_length error: the context a member must declare
+	again      bool                                                  // a later selection of a call that went on: the first counted its skips
+	skip       func(ctx context.Context, member string, cause error) // Hooks.Skip, if any
+	proc       uint32                                                // here()+1 once read (see shard); 0 before
 }
 
 func (c *selection) now() time.Time {
@@ -383,6 +399,21 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 		i := t.idx[k]
 		return !tried.has(i) && c.members[i].st.ready(clk)
 	}
+	// drawn is usable for a member the selection looks at by name (a
+	// draw, or LeastInFlight's comparison), counting the skip of one that
+	// cannot serve; the scans after missed draws count none.
+	drawn := func(k int) bool {
+		i := t.idx[k]
+		if tried.has(i) {
+			return false
+		}
+		st := c.members[i].st
+		if why := st.unready(clk); why != skipNone {
+			st.pass(clk, why)
+			return false
+		}
+		return true
+	}
 	if p.set.strategy == LeastInFlight {
 		if len(t.idx) > exactTier {
 			// The power of two choices: of two ready members drawn at
@@ -391,7 +422,7 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 			a, b := -1, -1
 			for range drawTries {
 				k := int(p.below(t, uint64(len(t.idx))))
-				if k == a || !usable(k) {
+				if k == a || !drawn(k) {
 					continue
 				}
 				if a < 0 {
@@ -414,10 +445,10 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 		}
 		best, least := -1, int64(0)
 		for k, i := range t.idx {
-			st := c.members[i].st
-			if tried.has(i) || !st.ready(clk) {
+			if !drawn(k) {
 				continue
 			}
+			st := c.members[i].st
 			if n := st.calls.inFlight(); best < 0 || n < least {
 				best, least = k, n
 			}
@@ -434,7 +465,7 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 		if frac >= t.prob[k] {
 			k = uint64(t.alias[k])
 		}
-		if usable(int(k)) {
+		if drawn(int(k)) {
 			return int(k)
 		}
 	}

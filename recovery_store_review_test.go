@@ -47,3 +47,35 @@ func TestEarlyLookSpendsNoSharedSlot(t *testing.T) {
 		assert.NoError(t, err, "the day's shared quota was spent by phantom Takes")
 	})
 }
+
+// With a Store, an outage of the only member is probed about once a
+// second across two replicas, not once a second by each: the replica that
+// learns of the outage from the store adopts the window, and only the one
+// that saw the hint-less failure looks early.
+func TestEarlyProbesAcrossReplicas(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := failover.NewMemoryStore()
+		down := apiErr(503, nil, "upstream unavailable")
+		a, b := &fakeClient{fail: always(down)}, &fakeClient{fail: always(down)}
+		pa := newPool(t, []failover.Member[*fakeClient]{{Name: "m", Client: a}}, failover.WithStore(st))
+		pb := newPool(t, []failover.Member[*fakeClient]{{Name: "m", Client: b}}, failover.WithStore(st))
+		for range 2 { // each replica sees the outage itself
+			_, _ = failover.Do(ctx, pa, call)
+			_, _ = failover.Do(ctx, pb, call)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		before := a.calls.Load() + b.calls.Load()
+		for range 10 { // ten seconds of calls on both replicas
+			for range 5 {
+				_, _ = failover.Do(ctx, pa, call)
+				_, _ = failover.Do(ctx, pb, call)
+			}
+			time.Sleep(time.Second)
+		}
+		early := a.calls.Load() + b.calls.Load() - before
+		t.Logf("upstream calls in 10 s of outage on 2 replicas: %d (a %d, b %d)", early, a.calls.Load(), b.calls.Load())
+		assert.LessOrEqual(t, early, int64(12), "about one probe a second for the member, not one per replica")
+		assert.Positive(t, early, "the outage is still probed")
+	})
+}

@@ -55,6 +55,7 @@ func (s *State) UnmarshalText(b []byte) error {
 type Status struct {
 	Name                string    `json:"name"`
 	Model               string    `json:"model,omitempty"`
+	Provider            string    `json:"provider,omitempty"` // Member.Provider
 	Priority            int       `json:"priority"`
 	State               State     `json:"state"`
 	Reason              Reason    `json:"reason,omitempty"` // why it last left rotation
@@ -63,16 +64,32 @@ type Status struct {
 	InFlight            int       `json:"in_flight"`
 	Requests            uint64    `json:"requests"`
 	Failures            uint64    `json:"failures"`
-	Hedged              uint64    `json:"hedged"`            // hedged attempts started on it (WithHedge)
-	Limited             uint64    `json:"limited"`           // calls that skipped it for its Limits
-	Limits              Limits    `json:"limits"`            // its configured limits
-	RequestsToday       int       `json:"requests_today"`    // calls started in the day of Limits.RPD and TPD
-	TokensToday         int       `json:"tokens_today"`      // their tokens
-	DayEnds             time.Time `json:"day_ends,omitzero"` // when that day ends; zero without RPD and TPD
-	Served              uint64    `json:"served"`            // calls it answered
-	PromptTokens        uint64    `json:"prompt_tokens"`     // prompt tokens of its responses, as the provider reported them
-	CompletionTokens    uint64    `json:"completion_tokens"` // completion tokens of its responses, likewise
-	LastError           string    `json:"last_error,omitempty"`
+	Hedged              uint64    `json:"hedged"`  // hedged attempts started on it (WithHedge)
+	Limited             uint64    `json:"limited"` // calls that skipped it for its Limits
+	// Skipped counts the calls that passed the member over because it was
+	// cooling down, being probed by another call, or disabled (see Skips);
+	// Limited counts those that passed it over for its Limits.
+	Skipped          Skips     `json:"skipped"`
+	Limits           Limits    `json:"limits"`            // its configured limits
+	RequestsToday    int       `json:"requests_today"`    // calls started in the day of Limits.RPD and TPD
+	TokensToday      int       `json:"tokens_today"`      // their tokens
+	DayEnds          time.Time `json:"day_ends,omitzero"` // when that day ends; zero without RPD and TPD
+	Served           uint64    `json:"served"`            // calls it answered
+	PromptTokens     uint64    `json:"prompt_tokens"`     // prompt tokens of its responses, as the provider reported them
+	CompletionTokens uint64    `json:"completion_tokens"` // completion tokens of its responses, likewise
+	LastError        string    `json:"last_error,omitempty"`
+}
+
+// Skips counts the calls that passed a member over, by why it could not
+// serve them. A call that tries members in order (Priority, RoundRobin, a
+// tier's order) counts once on each member it passes before the one it
+// tries; Weighted and LeastInFlight count each draw that lands on a
+// member that cannot serve. With a Store, a member another replica is
+// probing counts as Cooling here.
+type Skips struct {
+	Cooling  uint64 `json:"cooling"`  // in its cooldown window
+	Probing  uint64 `json:"probing"`  // its cooldown over, another call's probe in flight
+	Disabled uint64 `json:"disabled"` // disabled by a permanent failure or Disable
 }
 
 // Status returns a snapshot of every member, in the order given to New or
@@ -91,7 +108,7 @@ func (p *Pool[C]) Status() []Status {
 		st := m.st
 		st.mu.Lock()
 		s := Status{
-			Name: m.Name, Model: m.Model, Priority: m.Priority,
+			Name: m.Name, Model: m.Model, Provider: m.Provider, Priority: m.Priority,
 			State:               State(st.phase.Load()),
 			Reason:              st.reason,
 			ConsecutiveFailures: st.failCount,
@@ -111,7 +128,12 @@ func (p *Pool[C]) Status() []Status {
 		s.Requests = st.calls.requests()
 		s.Failures = st.failures.Load()
 		s.Hedged = st.hedged.Load()
-		s.Limited = st.limited.Load()
+		s.Limited = st.skips[skipLimited].requests()
+		s.Skipped = Skips{
+			Cooling:  st.skips[skipCooling].requests(),
+			Probing:  st.skips[skipProbing].requests(),
+			Disabled: st.skips[skipDisabled].requests(),
+		}
 		s.Served = st.use.served.requests()
 		s.PromptTokens = st.use.prompt.Load()
 		s.CompletionTokens = st.use.completion.Load()

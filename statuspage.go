@@ -151,7 +151,7 @@ const pageHead = `<!doctype html>
 </header>
 <main>
 <table id="members">
-<thead><tr><th scope="col">Member</th><th scope="col">State</th><th scope="col">Reason</th><th scope="col">Time left</th><th scope="col" class="num">Requests</th><th scope="col" class="num">Failures</th><th scope="col" class="num">Limited</th><th scope="col" class="num">Tokens</th><th scope="col">Last error</th></tr></thead>
+<thead><tr><th scope="col">Member</th><th scope="col">State</th><th scope="col">Reason</th><th scope="col">Time left</th><th scope="col" class="num">Requests</th><th scope="col" class="num">Failures</th><th scope="col" class="num">Skipped</th><th scope="col" class="num">Tokens</th><th scope="col">Last error</th></tr></thead>
 <tbody id="rows"></tbody>
 </table>
 <p id="empty" class="empty" hidden>No members.</p>
@@ -224,7 +224,7 @@ const pageScript = `
   'use strict';
   var REFRESH_MS = 2000;
   var WORDS = {active: 'active', cooling_down: 'cooling down', probing: 'probing', disabled: 'disabled'};
-  var COLUMNS = ['Member', 'State', 'Reason', 'Time left', 'Requests', 'Failures', 'Limited', 'Tokens', 'Last error'];
+  var COLUMNS = ['Member', 'State', 'Reason', 'Time left', 'Requests', 'Failures', 'Skipped', 'Tokens', 'Last error'];
   var tbody = document.getElementById('rows');
   var summary = document.getElementById('summary');
   var updated = document.getElementById('updated');
@@ -280,7 +280,8 @@ const pageScript = `
     r.requestsSub = part(v[4], 'span', 'sub');
     r.failures = part(v[5], 'span', '');
     r.failuresSub = part(v[5], 'span', 'sub');
-    r.limited = part(v[6], 'span', '');
+    r.skipped = part(v[6], 'span', '');
+    r.skippedSub = part(v[6], 'span', 'sub');
     r.tokens = v[7];
     r.error = part(v[8], 'p', 'err');
     return r;
@@ -351,7 +352,14 @@ const pageScript = `
     set(r.requestsSub, rs.join(' \u00b7 '));
     set(r.failures, num(s.failures));
     set(r.failuresSub, s.consecutive_failures ? num(s.consecutive_failures) + ' in a row' : '');
-    set(r.limited, num(s.limited));
+    // Calls that passed the member over, by cause.
+    var sk = s.skipped || {}, causes = [[sk.cooling, 'cooling'], [sk.probing, 'probing'], [sk.disabled, 'disabled'], [s.limited, 'limited']];
+    var total = 0, ks = [];
+    causes.forEach(function (c) {
+      if (typeof c[0] === 'number' && c[0] > 0) { total += c[0]; ks.push(num(c[0]) + ' ' + c[1]); }
+    });
+    set(r.skipped, num(total));
+    set(r.skippedSub, ks.join(' \u00b7 '));
     showTokens(r, tokenParts(s));
     set(r.error, s.last_error || '\u2014');
     r.error.classList.toggle('none', !s.last_error);

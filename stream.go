@@ -32,7 +32,15 @@ type ChatStream struct {
 	cancel context.CancelFunc
 	pool   *Pool[*openai.Client]
 	member string
-	once   sync.Once // reports a failure at most once
+	ctx    context.Context // the attempt's that opened it, for the Usage hook
+	once   sync.Once       // reports a failure at most once
+}
+
+// usage counts a chunk's usage, if it carries one, to the member.
+func (s *ChatStream) usage(r *openai.ChatCompletionStreamResponse) {
+	if r.Usage != nil {
+		s.pool.used(s.ctx, Usage{Member: s.member, Model: r.Model, PromptTokens: r.Usage.PromptTokens, CompletionTokens: r.Usage.CompletionTokens})
+	}
 }
 
 // CreateChatCompletionStream opens a stream with failover. It moves on to the
@@ -42,6 +50,7 @@ type ChatStream struct {
 // the first chunk, an error goes to the caller from Recv and is reported
 // against the member (see [Pool.Report]).
 func (o *OpenAI) CreateChatCompletionStream(ctx context.Context, req openai.ChatCompletionRequest) (*ChatStream, error) {
+	ctx = o.pool.named(ctx, opChat)
 	tokens := EstimateTokens(req)
 	s, err := Do(ctx, o.pool, func(actx context.Context, m Member[*openai.Client]) (*ChatStream, error) {
 		return o.openStream(ctx, actx, m, req, tokens)
@@ -86,7 +95,7 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 		if !attemptOver && !timedOut {
 			o.restIfSpent(m.Name, x, nil, tokens)
 			markServed(st, m.Name)
-			cs := &ChatStream{stream: st, cancel: cancel, pool: o.pool, member: m.Name}
+			cs := &ChatStream{stream: st, cancel: cancel, pool: o.pool, member: m.Name, ctx: actx}
 			if err == nil {
 				cs.first, cs.raw = &first, raw
 			}
@@ -146,17 +155,15 @@ func (s *ChatStream) Recv() (openai.ChatCompletionStreamResponse, error) {
 	if s.first != nil {
 		r := *s.first
 		s.first, s.raw = nil, nil
-		if r.Usage != nil {
-			s.pool.ReportUsage(s.member, r.Usage.PromptTokens, r.Usage.CompletionTokens)
-		}
+		s.usage(&r)
 		return r, nil
 	}
 	if s.stream == nil {
 		return openai.ChatCompletionStreamResponse{}, io.EOF
 	}
 	r, err := s.stream.Recv()
-	if err == nil && r.Usage != nil {
-		s.pool.ReportUsage(s.member, r.Usage.PromptTokens, r.Usage.CompletionTokens)
+	if err == nil {
+		s.usage(&r)
 	}
 	return r, s.failed(err)
 }
@@ -170,9 +177,7 @@ func (s *ChatStream) RecvRaw() ([]byte, error) {
 	if s.first != nil {
 		raw, first := s.raw, s.first
 		s.first, s.raw = nil, nil
-		if first.Usage != nil {
-			s.pool.ReportUsage(s.member, first.Usage.PromptTokens, first.Usage.CompletionTokens)
-		}
+		s.usage(first)
 		return raw, nil
 	}
 	if s.stream == nil {
@@ -180,8 +185,9 @@ func (s *ChatStream) RecvRaw() ([]byte, error) {
 	}
 	raw, err := s.stream.RecvRaw()
 	if err == nil {
-		if pt, ct, ok := scanUsage(raw); ok {
-			s.pool.ReportUsage(s.member, pt, ct)
+		if u, ok := scanUsage(raw); ok {
+			u.Member = s.member
+			s.pool.used(s.ctx, u)
 		}
 	}
 	return raw, s.failed(err)

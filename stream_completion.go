@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 
@@ -20,13 +21,14 @@ type CompletionStream struct {
 // before its first event. After that, an error goes to the caller from
 // Recv and is reported against the member.
 func (o *OpenAI) CreateCompletionStream(ctx context.Context, req openai.CompletionRequest) (*CompletionStream, error) {
+	ctx = o.pool.named(ctx, opCompletion)
 	tokens := estimateCompletion(req)
 	s, err := Do(ctx, o.pool, func(actx context.Context, m Member[*openai.Client]) (*CompletionStream, error) {
 		r := req
 		if m.Model != "" {
 			r.Model = m.Model
 		}
-		es, err := openEvents[openai.CompletionResponse](ctx, actx, o, m, tokens, protocol{}, func(ctx context.Context) (eventSource, error) {
+		es, err := openEvents[openai.CompletionResponse](ctx, actx, o, m, tokens, protocol{failed: completionFailure}, func(ctx context.Context) (eventSource, error) {
 			st, err := m.Client.CreateCompletionStream(ctx, r)
 			if st == nil {
 				return nil, err
@@ -39,6 +41,27 @@ func (o *OpenAI) CreateCompletionStream(ctx context.Context, req openai.Completi
 		return &CompletionStream{s: es}, nil
 	}, callOptions(ctx, tokens)...)
 	return s, unwrapResponse(err)
+}
+
+// completionFailure is the failure of a first completion event that ends
+// the stream with finish_reason "error" and no text (OpenRouter's upstream
+// failure inside a 200 stream, as for chat), or nil.
+func completionFailure(raw []byte) error {
+	var c struct {
+		Choices []struct {
+			Text         string `json:"text"`
+			FinishReason string `json:"finish_reason"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return nil
+	}
+	for _, ch := range c.Choices {
+		if ch.FinishReason == "error" && ch.Text == "" {
+			return failedChunkError()
+		}
+	}
+	return nil
 }
 
 // Recv returns the next event, or io.EOF after [DONE]. A stream that ends

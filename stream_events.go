@@ -44,7 +44,8 @@ type eventStream[E any] struct {
 	cancel context.CancelFunc
 	pool   *Pool[*openai.Client]
 	member string
-	once   sync.Once // reports a failure at most once
+	ctx    context.Context // the attempt's that opened it, for the Usage hook
+	once   sync.Once       // reports a failure at most once
 }
 
 // openEvents opens a stream on one member with open and waits for its
@@ -79,7 +80,7 @@ func openEvents[E any](ctx, actx context.Context, o *OpenAI, m Member[*openai.Cl
 		if !attemptOver && !timedOut {
 			o.restIfSpent(m.Name, x, nil, tokens)
 			markServed(src, m.Name)
-			s := &eventStream[E]{src: src, first: first, proto: proto, cancel: cancel, pool: o.pool, member: m.Name}
+			s := &eventStream[E]{src: src, first: first, proto: proto, cancel: cancel, pool: o.pool, member: m.Name, ctx: actx}
 			if err == nil {
 				s.observe(first)
 			} else {
@@ -100,8 +101,9 @@ func openEvents[E any](ctx, actx context.Context, o *OpenAI, m Member[*openai.Cl
 // It counts the usage an event reports (a chunk's usage, Responses'
 // response.completed) to the member.
 func (s *eventStream[E]) observe(raw []byte) {
-	if pt, ct, ok := scanUsage(raw); ok {
-		s.pool.ReportUsage(s.member, pt, ct)
+	if u, ok := scanUsage(raw); ok {
+		u.Member = s.member
+		s.pool.used(s.ctx, u)
 	}
 	if s.proto.ends != nil && s.proto.ends(raw) {
 		s.ended = true

@@ -31,7 +31,7 @@ var textRules = []textRule{
 	ruleCJK(ReasonContextLength, "Roo Code's list: Chinese, Japanese, Korean", `输入超长|请求太长|上下文.{0,4}(?:超出|超过|太长|过长)|(?:超出|超过)(?:上下文|长度)限制|令牌超出限制|コンテキストが長すぎ|入力が超過|(?:컨텍스트|입력).{0,4}(?:너무\s*길|초과)`),
 	// The content is refused.
 	rule(ReasonContentFilter, "OpenAI, Azure, Anthropic, xAI", `content_filter(?:_policy)?|content management(?: policy)?|response was filtered|content[ _]policy(?:_violation)?|content filtering(?: policy)?|responsibleaipolicyviolation|safety system|usage polic(?:y|ies)|invalid_prompt|violates (?:our )?(?:usage |content )?(?:policy|policies|guidelines)`),
-	rule(ReasonContentFilter, "OpenRouter, DashScope, Gemini", `requires moderation|(?:was|been|is) flagged|flagged for|datainspectionfailed|data_inspection_failed|inappropriate content|prohibited content|blocked (?:by|due to) safety`),
+	rule(ReasonContentFilter, "OpenRouter, DashScope, Gemini, DeepSeek", `content exists risk|requires moderation|(?:was|been|is) flagged|flagged for|datainspectionfailed|data_inspection_failed|inappropriate content|prohibited content|blocked (?:by|due to) safety`),
 	ruleCJK(ReasonContentFilter, "Zhipu, DashScope", `敏感内容|不安全或敏感|内容安全`),
 	// Where the member may not be used, before "billing": "free tier is not
 	// available in your country. Please enable billing".
@@ -58,6 +58,7 @@ var textRules = []textRule{
 	// The member does not have the model or the operation.
 	rule(ReasonNotFound, "OpenAI, Groq, DeepSeek, Mistral, OpenRouter, LiteLLM", "model_not_found|model not found|model .{0,80}does not exist|model (?:does )?not exists?|no such model|unknown model|invalid model(?: name| id| identifier|:| '| \\x22)|not a valid model(?: id)?|(?:has been|was) decommissioned|model_decommissioned|model_is_deactivated"),
 	rule(ReasonNotFound, "Azure, OpenRouter, Bedrock, Ollama, go-openai", "no endpoints found|operationnotsupported|deploymentnotfound|not supported (?:with|by|on|for) this (?:method|endpoint|api|deployment|operation)|on-demand throughput isn.t supported|does not support (?:tools|function calling|images|vision)"),
+	rule(ReasonNotFound, "Together, vLLM", `unable to access (?:non-serverless )?model|dedicated endpoint .{0,80}is not running|tool choice requires --enable-auto-tool-choice`),
 	// The provider's own failure behind a gateway's 400.
 	rule(ReasonServer, "Cloudflare AI Gateway, LM Studio", `failed to get response from provider|failed to load model`),
 	// The exception class another SDK put in the text (litellm, openai-python), after the
@@ -68,7 +69,7 @@ var textRules = []textRule{
 	rule(ReasonForbidden, "litellm, openai-python", `permissiondeniederror`),
 	rule(ReasonNotFound, "litellm, openai-python", `notfounderror`),
 	rule(ReasonRateLimit, "litellm, openai-python", `ratelimiterror`),
-	rule(ReasonOverloaded, "litellm", `serviceunavailableerror`),
+	rule(ReasonOverloaded, "litellm, Bedrock", `serviceunavailableerror|serviceunavailableexception`),
 	rule(ReasonBadRequest, "litellm, openai-python", `badrequesterror|unprocessableentityerror`),
 	// The wire, when only text is left.
 	rule(ReasonTimeout, "Go, Node, Python SDKs", `timeout|timed out|deadline exceeded|etimedout`),

@@ -102,6 +102,7 @@ type HTTPError struct {
 
 	sec    *redact.Secrets
 	member string // the member that answered, for X-Failover-Member
+	event  bool   // a 200 stream's first event: StatusCode is the one it names, and classification reads the Body
 }
 
 func (e *HTTPError) Error() string {
@@ -144,7 +145,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		one[0] = Tokens(tokens)
 		opts = one[:]
 	}
-	ctx := req.Context()
+	ctx := t.Pool.named(req.Context(), operationOfPath(req.URL.Path))
 	resp, err := Do(ctx, t.Pool, func(actx context.Context, m Member[Upstream]) (*http.Response, error) {
 		resp, err := send(ctx, actx, req, body, m)
 		if err != nil {
@@ -163,7 +164,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp.Header[memberHeader] = []string{m.Name}
 		if b, ok := resp.Body.(*cancelOnClose); ok && resp.StatusCode < 300 {
-			b.usage.rep, b.usage.member = t.Pool, m.Name // the usage it reports is m's
+			b.usage.rep, b.usage.member, b.usage.ctx = t.Pool, m.Name, actx // the usage it reports is m's
 		}
 		return resp, nil
 	}, opts...)
@@ -318,7 +319,20 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 	if err == nil && resp.StatusCode >= 400 {
 		return failedResponse(ctx, actx, resp, stop, cancel)
 	}
-	attemptOver := !stop() // a 2xx body outlives the attempt: streams are long
+	kind := streamNone
+	if err == nil {
+		kind = streamCheckFor(out, resp, raw)
+	}
+	if kind != streamNone && isEventStream(resp.Header) {
+		// A stream whose first event is an error has sent the caller
+		// nothing: the call fails over. The wait for that event is the
+		// attempt's, as on go-openai's path.
+		var body io.ReadCloser
+		if body, err = checkFirstEvent(resp); err == nil {
+			resp.Body = body
+		}
+	}
+	attemptOver := !stop() // a 2xx body outlives the attempt once its first event came: streams are long
 	if err != nil {
 		cancel()
 		var ue *url.Error
@@ -331,7 +345,6 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		return nil, err
 	}
 	// a stream cut before its protocol's end event is an error
-	kind := streamCheckFor(out, resp, raw)
 	resp.Body = checkedStream(kind, resp.Body)
 	cb := &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	cb.usage.scan.sse = kind != streamNone || isEventStream(resp.Header)

@@ -315,6 +315,13 @@ func TestTransportStreamEnds(t *testing.T) {
 			p, err := failover.New([]failover.Member[failover.Upstream]{{Name: "m", Client: failover.Upstream{
 				BaseURL: "https://m.example", Key: "m-key-0000", Transport: up}}})
 			require.NoError(t, err)
+			if body == "" { // nothing came: no stream to hand on, the attempt failed (and would fail over)
+				req, err := http.NewRequest(http.MethodPost, "http://x"+tc.path, strings.NewReader(`{"model":"m","stream":true}`))
+				require.NoError(t, err)
+				_, err = failover.NewTransport(p).RoundTrip(req)
+				assert.ErrorIs(t, err, io.ErrUnexpectedEOF, tc.name)
+				continue
+			}
 			resp := do(t, failover.NewTransport(p), http.MethodPost, "http://x"+tc.path, `{"model":"m","stream":true}`)
 			got, err := readToEnd(resp.Body)
 			_ = resp.Body.Close()

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -37,36 +38,48 @@ func (u *usage) add(prompt, completion int) {
 // succeed. Negative counts count as 0; an unknown name is ignored. It is
 // safe for concurrent use.
 func (p *Pool[C]) ReportUsage(member string, prompt, completion int) {
-	if prompt <= 0 && completion <= 0 {
+	p.used(context.Background(), Usage{Member: member, PromptTokens: prompt, CompletionTokens: completion})
+}
+
+// used counts u to its member and hands it to the Usage hook: a hook
+// hears only usage counted to a member of the pool.
+func (p *Pool[C]) used(ctx context.Context, u Usage) {
+	if u.PromptTokens <= 0 && u.CompletionTokens <= 0 {
 		return
 	}
-	if _, m, err := p.member(member); err == nil {
-		m.st.use.add(prompt, completion)
+	_, m, err := p.member(u.Member)
+	if err != nil {
+		return
+	}
+	m.st.use.add(u.PromptTokens, u.CompletionTokens)
+	if h := p.set.hooks.Usage; h != nil {
+		u.PromptTokens, u.CompletionTokens = max(u.PromptTokens, 0), max(u.CompletionTokens, 0)
+		h(ctx, u)
 	}
 }
 
 // usageOf returns the token usage of a go-openai response, given as a
-// pointer, when its type carries one.
-func usageOf(v any) (prompt, completion int, ok bool) {
+// pointer, when its type carries one, with the model it names.
+func usageOf(v any) (Usage, bool) {
 	switch r := v.(type) {
 	case *openai.ChatCompletionResponse:
-		return r.Usage.PromptTokens, r.Usage.CompletionTokens, true
+		return Usage{Model: r.Model, PromptTokens: r.Usage.PromptTokens, CompletionTokens: r.Usage.CompletionTokens}, true
 	case *openai.CompletionResponse:
 		if r.Usage != nil {
-			return r.Usage.PromptTokens, r.Usage.CompletionTokens, true
+			return Usage{Model: r.Model, PromptTokens: r.Usage.PromptTokens, CompletionTokens: r.Usage.CompletionTokens}, true
 		}
 	case *openai.EmbeddingResponse:
-		return r.Usage.PromptTokens, r.Usage.CompletionTokens, true
+		return Usage{Model: string(r.Model), PromptTokens: r.Usage.PromptTokens, CompletionTokens: r.Usage.CompletionTokens}, true
 	case *openai.EmbeddingResponseBase64:
-		return r.Usage.PromptTokens, r.Usage.CompletionTokens, true
+		return Usage{Model: string(r.Model), PromptTokens: r.Usage.PromptTokens, CompletionTokens: r.Usage.CompletionTokens}, true
 	case *openai.CreateResponseResponse:
 		if r.Usage != nil {
-			return r.Usage.InputTokens, r.Usage.OutputTokens, true
+			return Usage{Model: r.Model, PromptTokens: r.Usage.InputTokens, CompletionTokens: r.Usage.OutputTokens}, true
 		}
 	case *openai.ImageResponse:
-		return r.Usage.InputTokens, r.Usage.OutputTokens, true
+		return Usage{PromptTokens: r.Usage.InputTokens, CompletionTokens: r.Usage.OutputTokens}, true
 	}
-	return 0, 0, false
+	return Usage{}, false
 }
 
 // usageKey is the field of a JSON object that usageScan is looking at.
@@ -78,6 +91,7 @@ const (
 	keyPrompt              // prompt_tokens, input_tokens, promptTokenCount
 	keyCompletion          // completion_tokens, output_tokens, candidatesTokenCount
 	keyThoughts            // thoughtsTokenCount: Gemini's thinking, billed as output
+	keyModel               // "model" (OpenAI, Anthropic) or "modelVersion" (Gemini), outside usage
 )
 
 // usageKeys names the fields usageScan reads. A "usage" object's own
@@ -88,6 +102,8 @@ func usageKeyOf(name []byte, inUsage bool) usageKey {
 		switch string(name) {
 		case "usage", "usageMetadata":
 			return keyUsage
+		case "model", "modelVersion":
+			return keyModel
 		}
 		return keyNone
 	}
@@ -102,13 +118,19 @@ func usageKeyOf(name []byte, inUsage bool) usageKey {
 	return keyNone
 }
 
-// maxUsageKey is the longest field name usageScan compares.
-const maxUsageKey = 24
+// maxUsageKey is the longest field name usageScan compares; maxModel the
+// longest model name it keeps (a longer one is not kept).
+const (
+	maxUsageKey = 24
+	maxModel    = 96
+	modelDepth  = 2 // a model's field is at most this deep: top level, or Anthropic's message_start.message, Responses' response
+)
 
 // usageScan reads the token usage out of JSON (a response body, or an
 // event stream's data lines) as it passes, byte by byte, without keeping
 // it: it finds a "usage" or "usageMetadata" object outside strings and
-// the integer fields of its top level. When an object appears more than
+// the integer fields of its top level, and the response's model (a
+// "model" or "modelVersion" string near the top level). When an object appears more than
 // once (an Anthropic stream's message_start and message_delta, every
 // Gemini chunk) a field's later value replaces its earlier one: those
 // counts are cumulative. It allocates nothing.
@@ -116,13 +138,16 @@ type usageScan struct {
 	sse       bool // a newline ends a JSON document (an event's data line)
 	inStr     bool
 	esc       bool
-	str       [maxUsageKey]byte // the current string's first bytes
-	n         int               // its length so far; past maxUsageKey it matches nothing
-	key       usageKey          // the string just closed, when it may be a key
-	colon     bool              // a ':' followed key
-	depth     int32             // of objects and arrays
-	in        int32             // depth inside the usage object being read; 0 outside
-	numKey    usageKey          // the field whose number is being read
+	str       [maxModel]byte // the current string's first bytes
+	n         int            // its length so far; past maxUsageKey it matches no key
+	capture   bool           // the current string is a model's value
+	model     [maxModel]byte // the last model seen
+	modelN    int
+	key       usageKey // the string just closed, when it may be a key
+	colon     bool     // a ':' followed key
+	depth     int32    // of objects and arrays
+	in        int32    // depth inside the usage object being read; 0 outside
+	numKey    usageKey // the field whose number is being read
 	num       int64
 	cur       [5]int64 // the usage object being read, by usageKey; -1 absent
 	prompt    int64    // the usage seen so far; -1 none
@@ -153,18 +178,25 @@ func (s *usageScan) byte(c byte) {
 		case s.esc:
 			s.esc = false
 			s.n = maxUsageKey + 1 // no field usageScan reads has an escape
+			s.capture = false     // nor a model name
 		case c == '\\':
 			s.esc = true
 		case c == '"':
 			s.inStr = false
-			s.key, s.colon = keyNone, false
+			if s.capture && s.n <= maxModel {
+				s.modelN = copy(s.model[:], s.str[:s.n])
+			}
+			s.key, s.colon, s.capture = keyNone, false, false
 			if s.n <= maxUsageKey && (s.in == 0 || s.depth == s.in) {
 				s.key = usageKeyOf(s.str[:s.n], s.in != 0)
+				if s.key == keyModel && s.depth > modelDepth {
+					s.key = keyNone
+				}
 			}
 		case c == '\n':
 			s.reset() // JSON strings hold no newline: the line was not JSON
 		default:
-			if s.n < maxUsageKey {
+			if s.n < maxModel {
 				s.str[s.n] = c
 			}
 			s.n++
@@ -191,6 +223,7 @@ func (s *usageScan) byte(c byte) {
 		return
 	case '"':
 		s.inStr, s.n = true, 0
+		s.capture = s.key == keyModel && s.colon
 		return
 	case ':':
 		if s.key != keyNone && !s.colon {
@@ -239,7 +272,11 @@ func (s *usageScan) close() {
 // reset forgets a document cut short; the usage seen stays.
 func (s *usageScan) reset() {
 	s.inStr, s.esc, s.key, s.colon, s.depth, s.in, s.numKey = false, false, keyNone, false, 0, 0, keyNone
+	s.capture = false
 }
+
+// modelName returns the last model name seen, or "".
+func (s *usageScan) modelName() string { return string(s.model[:s.modelN]) }
 
 // counts returns the usage seen: prompt and completion tokens.
 func (s *usageScan) counts() (prompt, completion int, ok bool) {
@@ -251,22 +288,31 @@ func (s *usageScan) counts() (prompt, completion int, ok bool) {
 }
 
 // scanUsage returns the usage in one JSON document, such as a stream
-// event's data.
-func scanUsage(raw []byte) (prompt, completion int, ok bool) {
+// event's data, with the model it names.
+func scanUsage(raw []byte) (u Usage, ok bool) {
 	if !bytes.Contains(raw, []byte(`"usage`)) {
-		return 0, 0, false
+		return Usage{}, false
 	}
 	var s usageScan
 	s.feed(raw)
 	if s.numKey != keyNone { // a document that ends in a number is no object; be lenient
 		s.cur[s.numKey] = s.num
 	}
-	return s.counts()
+	return s.usage()
+}
+
+// usage returns the usage seen, with the model, if any usage was seen.
+func (s *usageScan) usage() (Usage, bool) {
+	p, c, ok := s.counts()
+	if !ok {
+		return Usage{}, false
+	}
+	return Usage{Model: s.modelName(), PromptTokens: p, CompletionTokens: c}, true
 }
 
 // usageReporter is what a usageMeter reports to: a pool.
 type usageReporter interface {
-	ReportUsage(member string, prompt, completion int)
+	used(ctx context.Context, u Usage)
 }
 
 // usageMeter reports the token usage of a successful response that
@@ -277,6 +323,7 @@ type usageMeter struct {
 	mu     sync.Mutex // a caller may Close the body while a Read runs
 	scan   usageScan
 	rep    usageReporter
+	ctx    context.Context // the attempt's, for the Usage hook
 	member string
 	done   bool
 }
@@ -313,7 +360,8 @@ func (u *usageMeter) report() {
 		return
 	}
 	u.done = true
-	if p, c, ok := u.scan.counts(); ok {
-		u.rep.ReportUsage(u.member, p, c)
+	if us, ok := u.scan.usage(); ok {
+		us.Member = u.member
+		u.rep.used(u.ctx, us)
 	}
 }

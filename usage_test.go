@@ -288,3 +288,78 @@ func TestUsageConcurrent(t *testing.T) {
 	assert.Equal(t, [3]uint64{n, n*11 + n, n * 7}, usageOf(t, p, "a"))
 	assert.Equal(t, [3]uint64{n, n * 11, n * 7}, usageOf(t, tp, "t"))
 }
+
+// The Usage hook hears each response's usage with the model it names and
+// the context of the attempt that got it: a chat, a chat stream read to
+// its usage chunk, a Transport call (Gemini's modelVersion) and
+// ReportUsage.
+func TestUsageHook(t *testing.T) {
+	type attemptKey struct{}
+	var mu sync.Mutex
+	var got []failover.Usage
+	var attempts []any
+	hooks := failover.WithHooks(failover.Hooks{
+		Attempt: func(ctx context.Context, member string, n int) (context.Context, func(failover.AttemptEnd)) {
+			return context.WithValue(ctx, attemptKey{}, fmt.Sprintf("%s#%d", member, n)), func(failover.AttemptEnd) {}
+		},
+		Usage: func(ctx context.Context, u failover.Usage) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, u)
+			attempts = append(attempts, ctx.Value(attemptKey{}))
+		},
+	})
+	good := &usageUpstream{status: http.StatusOK, body: func(string) string { return chatJSON }}
+	bad := &usageUpstream{status: http.StatusUnauthorized, body: func(string) string { return unauthorized }}
+	member := func(name string, rt http.RoundTripper) failover.Member[*openai.Client] {
+		cfg := openai.DefaultConfig("sk-" + name + "-key")
+		cfg.BaseURL = "http://" + name + ".test/v1"
+		cfg.HTTPClient = &http.Client{Transport: rt}
+		return failover.OpenAIMember(name, cfg)
+	}
+	bm, gm := member("free", bad), member("paid", good)
+	gm.Priority = 1
+	p, err := failover.New([]failover.Member[*openai.Client]{bm, gm}, hooks)
+	require.NoError(t, err)
+	o := failover.NewOpenAI(p)
+	req := openai.ChatCompletionRequest{Model: "m", Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "hi"}}}
+	_, err = o.CreateChatCompletion(context.Background(), req)
+	require.NoError(t, err)
+
+	good.body = func(string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}` + "\n\n" +
+			`data: {"id":"s","object":"chat.completion.chunk","model":"gpt-4o-2024-08-06","choices":[],"usage":{"prompt_tokens":21,"completion_tokens":2,"total_tokens":23}}` + "\n\ndata: [DONE]\n\n"
+	}
+	req.Stream, req.StreamOptions = true, &openai.StreamOptions{IncludeUsage: true}
+	s, err := o.CreateChatCompletionStream(context.Background(), req)
+	require.NoError(t, err)
+	for err == nil {
+		_, err = s.Recv()
+	}
+	require.ErrorIs(t, err, io.EOF)
+	require.NoError(t, s.Close())
+	p.ReportUsage("free", 3, 4)
+	p.ReportUsage("nobody", 3, 4) // not a member: no hook
+	p.ReportUsage("free", 0, 0)   // nothing: no hook
+
+	gemini := &usageUpstream{status: http.StatusOK, body: func(string) string {
+		return `{"candidates":[{"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":3},"modelVersion":"gemini-2.5-flash"}`
+	}}
+	tp, err := failover.New([]failover.Member[failover.Upstream]{{Name: "g", Client: failover.Upstream{BaseURL: "http://g.test", Key: "k-g", Transport: gemini}}}, hooks)
+	require.NoError(t, err)
+	resp, err := (&http.Client{Transport: failover.NewTransport(tp)}).Post("http://x/v1beta/models/gemini-2.5-flash:generateContent", "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	_, err = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []failover.Usage{
+		{Member: "paid", Model: "m", PromptTokens: 11, CompletionTokens: 7},
+		{Member: "paid", Model: "gpt-4o-2024-08-06", PromptTokens: 21, CompletionTokens: 2},
+		{Member: "free", PromptTokens: 3, CompletionTokens: 4},
+		{Member: "g", Model: "gemini-2.5-flash", PromptTokens: 4, CompletionTokens: 3},
+	}, got)
+	assert.Equal(t, []any{"paid#2", "paid#1", nil, "g#1"}, attempts, "the context of the attempt that got the response")
+}

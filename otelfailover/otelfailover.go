@@ -45,11 +45,13 @@ const (
 	AttrOperation     = attribute.Key("gen_ai.operation.name")
 	AttrProvider      = attribute.Key("gen_ai.provider.name")
 	AttrRequestModel  = attribute.Key("gen_ai.request.model")
+	AttrResponseModel = attribute.Key("gen_ai.response.model")
 	AttrTokenType     = attribute.Key("gen_ai.token.type")
 	AttrErrorType     = attribute.Key("error.type")
 	attrOutcomeOK     = "ok"
 	errorTypePanic    = "panic"
 	errorTypeNoMember = "unavailable"
+	otherValue        = "_OTHER"
 )
 
 type opKey struct{}
@@ -60,14 +62,25 @@ type operation struct{ name, provider string }
 // WithOperation returns ctx with the GenAI operation name (such as "chat"
 // or "embeddings") and provider name (such as "openai") of the calls made
 // with it, for gen_ai.operation.name and gen_ai.provider.name. Use fixed
-// names: they become attribute values.
+// names: they become attribute values. Without it, the operation is the
+// one failover.OperationOf finds (the OpenAI client's methods and
+// Transport name theirs), and the provider is the serving member's
+// Provider; a member's Provider also wins over the provider named here,
+// since a call may fail over from one provider to another.
 func WithOperation(ctx context.Context, name, provider string) context.Context {
 	return context.WithValue(ctx, opKey{}, operation{name, provider})
 }
 
+// operationOf returns the operation of ctx: WithOperation's, or the one
+// the failover glue named.
 func operationOf(ctx context.Context) (operation, bool) {
-	op, ok := ctx.Value(opKey{}).(operation)
-	return op, ok
+	if op, ok := ctx.Value(opKey{}).(operation); ok {
+		return op, true
+	}
+	if name := failover.OperationOf(ctx); name != "" {
+		return operation{name: name}, true
+	}
+	return operation{}, false
 }
 
 // errorType is the error.type of a call's error: the reason of its last
@@ -90,16 +103,17 @@ func errorType(err error, last failover.Reason) string {
 	return string(failover.ReasonUnknown)
 }
 
-// skipCause names why an attempt of an *Error was skipped.
-func skipCause(a failover.Attempt) string {
+// causeName names a skip's cause: the Err of a skipped Attempt, or the
+// cause the Skip hook receives.
+func causeName(err error) string {
 	switch {
-	case errors.Is(a.Err, failover.ErrCoolingDown):
+	case errors.Is(err, failover.ErrCoolingDown):
 		return "cooling"
-	case errors.Is(a.Err, failover.ErrProbing):
+	case errors.Is(err, failover.ErrProbing):
 		return "probing"
-	case errors.Is(a.Err, failover.ErrDisabled):
+	case errors.Is(err, failover.ErrDisabled):
 		return "disabled"
-	case errors.Is(a.Err, failover.ErrLimited):
+	case errors.Is(err, failover.ErrLimited):
 		return "limited"
 	}
 	return "other"

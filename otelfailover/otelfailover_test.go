@@ -3,6 +3,7 @@ package otelfailover_test
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -49,7 +50,7 @@ func serve(upstream map[string]int, fail bool) func(context.Context, failover.Me
 
 type point struct {
 	attrs map[string]string
-	value float64 // a sum's value or a histogram's count
+	value float64 // a sum's or a gauge's value, or a histogram's count
 }
 
 func collect(t *testing.T, r *sdkmetric.ManualReader) map[string][]point {
@@ -79,93 +80,15 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) map[string][]point {
 				for _, p := range d.DataPoints {
 					out[m.Name] = append(out[m.Name], point{attrs(p.Attributes), float64(p.Count)})
 				}
+			case metricdata.Histogram[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{attrs(p.Attributes), float64(p.Count)})
+					out[m.Name+".sum"] = append(out[m.Name+".sum"], point{attrs(p.Attributes), float64(p.Sum)}) // token counts
+				}
 			}
 		}
 	}
 	return out
-}
-
-func TestMetricsScriptedRun(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	om, err := otelfailover.NewMetrics(mp)
-	require.NoError(t, err)
-	pool, err := failover.New(members(), om.Option())
-	require.NoError(t, err)
-	reg, err := om.Observe(pool)
-	require.NoError(t, err)
-	defer func() { _ = reg.Unregister() }()
-
-	ctx := otelfailover.WithOperation(context.Background(), "chat", "openai")
-	upstream := map[string]int{}
-	for i, fail := range []bool{false, false, true} {
-		out, err := failover.Do(ctx, pool, serve(upstream, fail))
-		if fail {
-			require.ErrorIs(t, err, failover.ErrExhausted, "call %d", i)
-		} else {
-			require.NoError(t, err, "call %d", i)
-			assert.Equal(t, "healthy", out)
-		}
-	}
-	assert.Equal(t, map[string]int{"revoked": 1, "limited": 1, "healthy": 3}, upstream)
-
-	got := collect(t, reader)
-	m := func(kv ...string) map[string]string {
-		out := map[string]string{}
-		for i := 0; i < len(kv); i += 2 {
-			out[kv[i]] = kv[i+1]
-		}
-		return out
-	}
-	assert.ElementsMatch(t, []point{
-		{m("failover.member", "revoked"), 1}, {m("failover.member", "limited"), 1}, {m("failover.member", "healthy"), 3},
-	}, got["failover.member.requests"])
-	assert.ElementsMatch(t, []point{
-		{m("failover.member", "revoked", "failover.reason", "auth"), 1},
-		{m("failover.member", "limited", "failover.reason", "rate_limit"), 1},
-		{m("failover.member", "healthy", "failover.reason", "server"), 1},
-	}, got["failover.member.failures"])
-	assert.ElementsMatch(t, []point{
-		{m("failover.member", "revoked", "failover.skip.cause", "cooling"), 1},
-		{m("failover.member", "limited", "failover.skip.cause", "cooling"), 1},
-	}, got["failover.member.skips"])
-	assert.ElementsMatch(t, []point{
-		{m("failover.member", "revoked", "failover.lane", "permanent", "failover.reason", "auth"), 1},
-		{m("failover.member", "limited", "failover.lane", "transient", "failover.reason", "rate_limit"), 1},
-		{m("failover.member", "healthy", "failover.lane", "transient", "failover.reason", "server"), 1},
-	}, got["failover.member.cooldowns"])
-	assert.ElementsMatch(t, []point{
-		{m("failover.member", "revoked", "error.type", "auth"), 1},
-		{m("failover.member", "limited", "error.type", "rate_limit"), 1},
-		{m("failover.member", "healthy"), 2},
-		{m("failover.member", "healthy", "error.type", "server"), 1},
-	}, got["failover.attempt.duration"])
-	genai := m("gen_ai.operation.name", "chat", "gen_ai.provider.name", "openai", "gen_ai.request.model", "gpt-4o", "failover.member", "healthy")
-	failed := m("gen_ai.operation.name", "chat", "gen_ai.provider.name", "openai", "gen_ai.request.model", "gpt-4o", "failover.member", "healthy", "error.type", "server")
-	assert.ElementsMatch(t, []point{{genai, 2}, {failed, 1}}, got["gen_ai.client.operation.duration"])
-	assert.ElementsMatch(t, []point{
-		{m("failover.member", "revoked"), 0}, {m("failover.member", "limited"), 0}, {m("failover.member", "healthy"), 2},
-	}, got["failover.member.served"])
-	states := map[string]string{}
-	for _, p := range got["failover.member.state"] {
-		if p.value == 1 {
-			assert.NotContains(t, states, p.attrs["failover.member"], "one state per member")
-			states[p.attrs["failover.member"]] = p.attrs["failover.state"]
-		}
-	}
-	assert.Len(t, got["failover.member.state"], 12, "four states per member")
-	want := map[string]string{}
-	for _, s := range pool.Status() {
-		want[s.Name] = s.State.String()
-	}
-	assert.Equal(t, want, states)
-	assert.Equal(t, "cooling_down", states["revoked"])
-	assert.Equal(t, "cooling_down", states["limited"])
-	assert.Len(t, got["failover.member.in_flight"], 3)
-	for _, p := range got["failover.member.in_flight"] {
-		assert.Zero(t, p.value)
-	}
-	assert.Empty(t, got["failover.member.probes"])
 }
 
 // TestMetricsProbesRecoveriesRefusals covers the event counters: a probe
@@ -257,4 +180,59 @@ func TestTracesSpanTree(t *testing.T) {
 		}
 	}
 	assert.ElementsMatch(t, []string{"revoked:auth:cooling", "limited:rate_limit:cooling"}, skipped)
+
+	// A call that succeeds after passing the cooling keys over has an
+	// event for each on its span, in the order it looked.
+	rec3 := tracetest.NewSpanRecorder()
+	tp.RegisterSpanProcessor(rec3)
+	out, err = failover.Do(context.Background(), pool, serve(upstream, false))
+	require.NoError(t, err)
+	assert.Equal(t, "healthy", out)
+	var skips []string
+	for _, s := range rec3.Ended() {
+		if s.Name() != otelfailover.SpanCall {
+			assert.Empty(t, s.Events(), s.Name())
+			continue
+		}
+		for _, ev := range s.Events() {
+			assert.Equal(t, otelfailover.EventSkip, ev.Name)
+			a := map[string]string{}
+			for _, kv := range ev.Attributes {
+				a[string(kv.Key)] = kv.Value.String()
+			}
+			skips = append(skips, a["failover.member"]+":"+a["failover.skip.cause"])
+		}
+	}
+	assert.Equal(t, []string{"revoked:cooling", "limited:cooling"}, skips)
+}
+
+// TestMetricsHedges counts a hedge on the member it started on, and the
+// slow first attempt that lost neither as a failure nor as a duration.
+func TestMetricsHedges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reader := sdkmetric.NewManualReader()
+		om, err := otelfailover.NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+		require.NoError(t, err)
+		pool, err := failover.New([]failover.Member[int]{{Name: "slow"}, {Name: "fast"}}, om.Option(), failover.WithHedge(time.Second))
+		require.NoError(t, err)
+		out, err := failover.Do(context.Background(), pool, func(ctx context.Context, m failover.Member[int]) (string, error) {
+			if m.Name == "slow" {
+				select {
+				case <-time.After(time.Minute):
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+			}
+			return m.Name, nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, "fast", out)
+		synctest.Wait() // the loser's end
+		got := collect(t, reader)
+		fast, slow := map[string]string{"failover.member": "fast"}, map[string]string{"failover.member": "slow"}
+		assert.Equal(t, []point{{fast, 1}}, got["failover.member.hedges"])
+		assert.ElementsMatch(t, []point{{fast, 1}, {slow, 1}}, got["failover.member.requests"])
+		assert.Empty(t, got["failover.member.failures"], "the loser is not a failure")
+		assert.Equal(t, []point{{fast, 1}}, got["failover.attempt.duration"], "nor an attempt duration")
+	})
 }

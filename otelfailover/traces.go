@@ -3,6 +3,7 @@ package otelfailover
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -20,24 +21,35 @@ const (
 
 // Traces returns the failover.Option that makes a span per call, a child
 // of the caller's span, with a child span per attempt in order (member,
-// attempt number, reason, cooldown until) and one per member the call
-// skipped when no member served (failover.skipped=true, its reason and
-// cause).
+// attempt number, reason, cooldown until), an event per member the call
+// passed over (EventSkip: member and cause), and, when no member served,
+// a child span per member it could not try (failover.skipped=true, its
+// reason and cause).
 func Traces(tp trace.TracerProvider) failover.Option {
 	t := &tracer{t: tp.Tracer(ScopeName)}
-	return failover.WithHooks(failover.Hooks{Call: t.call, Attempt: t.attempt})
+	return failover.WithHooks(failover.Hooks{Call: t.call, Attempt: t.attempt, Skip: t.skip})
 }
 
 type tracer struct{ t trace.Tracer }
 
 type spanCallKey struct{}
 
+// spanCall is what a call's span learns from its attempts.
+type spanCall struct {
+	mu     sync.Mutex
+	member string          // the last member tried
+	reason failover.Reason // its failure's reason, if it failed
+}
+
 func (t *tracer) call(ctx context.Context) (context.Context, func(error)) {
 	var attrs []attribute.KeyValue
 	if op, ok := operationOf(ctx); ok {
-		attrs = append(attrs, AttrOperation.String(op.name), AttrProvider.String(op.provider))
+		attrs = append(attrs, AttrOperation.String(op.name))
+		if op.provider != "" {
+			attrs = append(attrs, AttrProvider.String(op.provider))
+		}
 	}
-	c := &metricsCall{}
+	c := &spanCall{}
 	ctx, span := t.t.Start(context.WithValue(ctx, spanCallKey{}, c), SpanCall, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
 	return ctx, func(err error) {
 		c.mu.Lock()
@@ -59,7 +71,7 @@ func (t *tracer) call(ctx context.Context) (context.Context, func(error)) {
 					}
 					_, s := t.t.Start(ctx, SpanAttempt, trace.WithTimestamp(now), trace.WithAttributes(
 						AttrMember.String(a.Member), AttrSkipped.Bool(true),
-						AttrReason.String(string(a.Reason)), AttrCause.String(skipCause(a))))
+						AttrReason.String(string(a.Reason)), AttrCause.String(causeName(a.Err))))
 					s.End(trace.WithTimestamp(now))
 				}
 			}
@@ -68,8 +80,16 @@ func (t *tracer) call(ctx context.Context) (context.Context, func(error)) {
 	}
 }
 
+// EventSkip is the event a call's span gets for each member it passed
+// over, with the member and the cause.
+const EventSkip = "failover.skip"
+
+func (t *tracer) skip(ctx context.Context, member string, cause error) {
+	trace.SpanFromContext(ctx).AddEvent(EventSkip, trace.WithAttributes(AttrMember.String(member), AttrCause.String(causeName(cause))))
+}
+
 func (t *tracer) attempt(ctx context.Context, member string, n int) (context.Context, func(failover.AttemptEnd)) {
-	c, _ := ctx.Value(spanCallKey{}).(*metricsCall)
+	c, _ := ctx.Value(spanCallKey{}).(*spanCall)
 	ctx, span := t.t.Start(ctx, SpanAttempt, trace.WithAttributes(AttrMember.String(member), AttrAttempt.Int(n)))
 	return ctx, func(e failover.AttemptEnd) {
 		if c != nil && !e.Lost {

@@ -140,11 +140,12 @@ const rowsJS = `Array.from(document.querySelectorAll('#rows tr')).map(function (
   return {name: tr.getAttribute('data-name'), state: tr.getAttribute('data-state'),
     word: c[1].textContent, reason: c[2].textContent, left: c[3].querySelector('.left').textContent,
     requests: c[4].querySelector('.val > span').textContent, tokens: c[7].textContent, error: c[8].textContent,
+    skipped: c[6].textContent,
     colour: getComputedStyle(c[1].querySelector('.pill')).color};
 })`
 
 type row struct {
-	Name, State, Word, Reason, Left, Requests, Tokens, Error, Colour string
+	Name, State, Word, Reason, Left, Requests, Tokens, Error, Colour, Skipped string
 }
 
 // The page in a real Chromium: the states of a pool with a cooling, a
@@ -223,6 +224,12 @@ func TestStatusPageInChromium(t *testing.T) {
 	// 37 calls of 800, 837, ... tokens: 54,242.
 	if r := rows[3]; r.Requests != "37" || r.Tokens != "54,242of 2,000,000 today" {
 		t.Errorf("active row: requests %q, tokens %q", r.Requests, r.Tokens)
+	}
+
+	// The calls made while gemini-free cooled passed it over: 36 of the
+	// 37, and the probe's call.
+	if r, st := rows[0], s.pool.Status()[0]; r.Skipped != "3737 cooling" || st.Skipped.Cooling != 37 {
+		t.Errorf("cooling row: skipped %q, Status %+v; want 37 cooling", r.Skipped, st.Skipped)
 	}
 
 	// The provider's markup is the row's text: no element came of it, no

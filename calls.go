@@ -11,7 +11,8 @@ import (
 //
 // The word is striped: a pool with more than one processor gives each
 // member one word per shard, and a call counts on the shard of the
-// processor it runs on (see here, in here.go), so that parallel healthy calls on one
+// processor it runs on (see here, in here.go; a call reads it once, see
+// selection.shard), so that parallel healthy calls on one
 // member write no cache line another core reads or writes at once. The
 // words of a shard of 16 members sit together in one 128-byte row that only
 // that shard writes (see arena). The shards are summed when read: the
@@ -42,14 +43,19 @@ func (c *calls) init(a *arena) {
 
 // word returns the word a call running now counts on.
 func (c *calls) word() *atomic.Uint64 {
+	if c.c == nil || c.mask == 0 {
+		return c.on(0)
+	}
+	return c.on(here())
+}
+
+// on returns the word of shard s (any number: it is masked), for a caller
+// that read here() once for several counters.
+func (c *calls) on(s uint32) *atomic.Uint64 {
 	if c.c == nil {
 		return &c.one
 	}
-	s := uint32(0)
-	if c.mask != 0 {
-		s = here() & c.mask
-	}
-	return &c.c.rows[s][c.i]
+	return &c.c.rows[s&c.mask][c.i]
 }
 
 // exact returns the word of the exact path: startBelow counts every start
@@ -63,6 +69,9 @@ func (c *calls) exact() *atomic.Uint64 {
 
 // start counts a call that starts.
 func (c *calls) start() { c.word().Add(oneCall) }
+
+// startOn is start on shard s (see on).
+func (c *calls) startOn(s uint32) { c.on(s).Add(oneCall) }
 
 // startBelow counts a call that starts if fewer than max are in flight.
 // It is exact: every start that checks a maximum adds on the same word,
@@ -99,6 +108,9 @@ func (c *calls) unstart() { c.word().Add(^uint64(oneCall - 1)) }
 // end counts a call that ended.
 func (c *calls) end() { c.word().Add(^uint64(0)) }
 
+// endOn is end on shard s (see on).
+func (c *calls) endOn(s uint32) { c.on(s).Add(^uint64(0)) }
+
 // enter counts an outcome reported from outside a call, which end will
 // count out, without counting a start.
 func (c *calls) enter() { c.word().Add(1) }
@@ -106,6 +118,9 @@ func (c *calls) enter() { c.word().Add(1) }
 // count counts one more (in the started part), for a plain striped
 // counter such as the calls a member served.
 func (c *calls) count() { c.word().Add(1 << inFlightBits) }
+
+// countOn is count on shard s (see on).
+func (c *calls) countOn(s uint32) { c.on(s).Add(1 << inFlightBits) }
 
 // load returns the calls in flight and the calls ever started.
 func (c *calls) load() (inFlight int64, requests uint64) {

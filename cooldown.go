@@ -215,7 +215,7 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 	switch ph := s.phase.Load(); ph {
 	case phaseActive:
 		if lim := s.lim.Load(); lim == nil {
-			s.calls.start()
+			s.calls.startOn(sel.shard())
 		} else if !lim.admit(sel.ctx, sel.now(), sel.tokens, &s.calls) {
 			return s.pass(sel, skipLimited)
 		}
@@ -377,11 +377,23 @@ type change struct {
 }
 
 // succeed records a success of a call that acquired g.
-func (s *memberState) succeed(g grant, sel *selection) (ch change) {
-	s.calls.end()
-	if !g.probe && !s.dirty.Load() {
+func (s *memberState) succeed(g grant, sel *selection) change {
+	if s.ended(g, sel) {
 		return change{}
 	}
+	return s.succeeded(g, sel)
+}
+
+// ended is succeed's lock-free part: it counts the call's end and reports
+// whether that was all, a plain call on a member with nothing to reset.
+// Otherwise succeeded must record the success.
+func (s *memberState) ended(g grant, sel *selection) bool {
+	s.calls.endOn(sel.shard())
+	return !g.probe && !s.dirty.Load()
+}
+
+// succeeded is succeed's part under the lock, after ended.
+func (s *memberState) succeeded(g grant, sel *selection) (ch change) {
 	t := sel.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -192,7 +192,6 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 	var (
 		tried    bitset
 		attempts []Attempt
-		clk      selection
 		waited   time.Time // when the call started to wait, if it did
 		early    bool      // the call made its last-resort probe
 		start    time.Time // of the current attempt, when timed
@@ -200,8 +199,9 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 	if cs.only != nil {
 		exclude(c, cs.only, &tried)
 	}
-	base := selection{ctx: ctx, tokens: cs.tokens, clock: p.set.now, skip: p.set.hooks.Skip} // what each selection starts from
-	clk = base
+	// sel is the current pass of selection; each pass reads the clock
+	// afresh (sel.anew) and keeps what a failure narrowed (goesOn).
+	sel := selection{ctx: ctx, tokens: cs.tokens, clock: p.set.now, skip: p.set.hooks.Skip}
 	if p.budget != nil {
 		p.budget.deposit()
 	}
@@ -211,11 +211,11 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		}
 
 		wake := p.wake.Load()
-		i, g, ok := p.next(c, &tried, &clk, &early)
+		i, g, ok := p.next(c, &tried, &sel, &early)
 		if !ok {
-			e := p.unavailable(c, &tried, attempts, cs.tokens, clk.now())
-			if p.wait(ctx, e.RetryAt, *wake, &waited, clk.now()) {
-				clk = base
+			e := p.unavailable(c, &tried, attempts, cs.tokens, sel.now())
+			if p.wait(ctx, e.RetryAt, *wake, &waited, sel.now()) {
+				sel.anew()
 				continue
 			}
 			p.exhausted(ctx, e)
@@ -228,32 +228,41 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 			return zero, attempts[0].Err // the retry budget is spent: fail fast
 		}
 		if p.set.hedge > 0 && len(attempts) == 0 {
-			return hedged(ctx, p, c, fn, i, g, base, limit, tried)
+			sel.anew()
+			return hedged(ctx, p, c, fn, i, g, sel, limit, tried)
 		}
 		if len(attempts) == 0 && p.set.timed() {
 			start = p.now()
 		}
-		out, f, err := attempt(ctx, p, c, m, g, fn, &clk, len(attempts)+1)
+		var f failure // the verdict, if the attempt fails
+		out, err := attempt(ctx, p, c, m, g, fn, &sel, len(attempts)+1, &f)
 		if err == nil {
 			if len(attempts) > 0 {
-				p.stick(c, i, clk.now())
+				p.stick(c, i, sel.now())
 			}
 			return out, nil
 		}
-		if !goesOn(c, &tried, m, f.v, &base) {
+		if !goesOn(c, &tried, m, f.v, &sel) {
 			return zero, err
 		}
-		a := Attempt{Member: m.Name, Reason: f.v.Reason, Err: err}
-		if !start.IsZero() {
-			a.Duration = f.at.Sub(start)
-		}
-		attempts = append(attempts, a)
+		attempts = append(attempts, p.attempted(m, f, err, start))
 		tried.set(i)
-		clk, start = base, f.at
+		sel.anew()
+		start = f.at
 	}
 	e := p.unavailable(c, &tried, attempts, cs.tokens, p.now())
 	p.exhausted(ctx, e)
 	return zero, e
+}
+
+// attempted is the Attempt of a failed attempt on m that started at start
+// (zero when it was not timed).
+func (p *Pool[C]) attempted(m *entry[C], f failure, err error, start time.Time) Attempt {
+	a := Attempt{Member: m.Name, Reason: f.v.Reason, Err: err}
+	if !start.IsZero() {
+		a.Duration = f.at.Sub(start)
+	}
+	return a
 }
 
 // goesOn reports whether a call goes on after its attempt on m failed
@@ -283,6 +292,19 @@ func largerContext[C any](c *config[C], tried *bitset, m *entry[C]) bool {
 	return false
 }
 
+// anew starts a new pass of selection: the next look reads the clock again.
+func (c *selection) anew() { c.t, c.set = time.Time{}, false }
+
+// shard returns the shard of the striped counters (see calls) that the
+// call counts on: here() read once per call, so that its start, its end
+// and its served count pin the processor once. Any shard counts right.
+func (c *selection) shard() uint32 {
+	if c.proc == 0 {
+		c.proc = here() + 1
+	}
+	return c.proc - 1
+}
+
 // failure is the verdict on a failed attempt and when it was reached.
 type failure struct {
 	v     Verdict
@@ -291,12 +313,13 @@ type failure struct {
 }
 
 // attempt runs fn on member m, which the call holds with grant g (the
-// n-th attempt of the call), and settles the member's state. The grant is
-// the attempt's from the pick on: if fn, the observer or the classifier
-// panics, it is released and the panic goes on to the caller.
-func attempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection, n int) (out T, f failure, err error) {
+// n-th attempt of the call), and settles the member's state; a failure's
+// verdict goes to *f. The grant is the attempt's from the pick on: if fn,
+// the observer or the classifier panics, it is released and the panic goes
+// on to the caller.
+func attempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection, n int, f *failure) (out T, err error) {
 	if p.set.hooks.Attempt != nil {
-		return hookedAttempt(ctx, p, c, m, g, fn, clk, n)
+		return hookedAttempt(ctx, p, c, m, g, fn, clk, n, f)
 	}
 	settled := false
 	defer func() {
@@ -315,13 +338,18 @@ func attempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C
 	}
 	out, err = fn(actx, m.Member)
 	settled = true
-	return out, p.settle(ctx, c, m, g, err, clk, n), err
+	if err == nil {
+		p.served(ctx, m, g, clk)
+		return out, nil
+	}
+	*f = p.settle(ctx, c, m, g, err, clk, n)
+	return out, err
 }
 
 // hookedAttempt is attempt with the Attempt hook around it (see Hooks):
 // the hook's context is the attempt's, and its end function hears the
 // outcome, or ErrPanicked when fn, the classifier or an observer panics.
-func hookedAttempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection, n int) (out T, f failure, err error) {
+func hookedAttempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *entry[C], g grant, fn func(context.Context, Member[C]) (T, error), clk *selection, n int, f *failure) (out T, err error) {
 	settled := false
 	began := p.now()
 	actx, end := p.set.hooks.Attempt(ctx, m.Name, n)
@@ -346,13 +374,13 @@ func hookedAttempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *e
 	}
 	out, err = fn(actx, m.Member)
 	settled = true
-	f = p.settle(ctx, c, m, g, err, clk, n)
+	*f = p.settle(ctx, c, m, g, err, clk, n)
 	if end != nil {
 		done := end
 		end = nil // ended here, not by the deferred call
-		done(p.attemptEnd(m.Name, n, err, f, began))
+		done(p.attemptEnd(m.Name, n, err, *f, began))
 	}
-	return out, f, err
+	return out, err
 }
 
 // settle records the outcome err of an attempt on m holding g: the
@@ -360,12 +388,7 @@ func hookedAttempt[C, T any](ctx context.Context, p *Pool[C], c *config[C], m *e
 // verdict. If the classifier panics, g is released.
 func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant, err error, clk *selection, n int) failure {
 	if err == nil {
-		m.st.use.served.count()
-		ch := m.st.succeed(g, clk)
-		p.freed(m.st)
-		if ch.kind != 0 || ch.wake {
-			p.apply(ctx, m.st, ch, Event{Member: m.Name})
-		}
+		p.served(ctx, m, g, clk)
 		return failure{}
 	}
 	f := failure{at: p.now()}
@@ -379,6 +402,21 @@ func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant
 	classified = true
 	f.until = p.failed(ctx, c, m.Group, m.st, g, err, f.v, f.at, n)
 	return f
+}
+
+// served records a success of an attempt on m holding g. It is succeed
+// in two steps, so that a plain success returns no change to copy.
+func (p *Pool[C]) served(ctx context.Context, m *entry[C], g grant, clk *selection) {
+	st := m.st
+	st.use.served.countOn(clk.shard())
+	var ch change
+	if !st.ended(g, clk) {
+		ch = st.succeeded(g, clk) // a probe, or a history to forget
+	}
+	p.freed(st)
+	if ch.kind != 0 || ch.wake {
+		p.apply(ctx, st, ch, Event{Member: m.Name})
+	}
 }
 
 // release ends an attempt on st that has no outcome (a panic in user code,

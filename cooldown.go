@@ -170,8 +170,9 @@ type memberState struct {
 	calls     calls                   // in flight and started
 	failures  atomic.Uint64
 	hedged    atomic.Uint64
-	skips     [skipCauses]calls // selections that passed it over, by cause (striped like calls)
-	use       usage             // calls served and their tokens
+	skips     [skipCauses]calls      // selections that passed it over, by cause (striped like calls)
+	lacking   atomic.Pointer[[]lack] // models it answered not_found for (lacks.go); nil if none
+	use       usage                  // calls served and their tokens
 	mu        sync.Mutex
 	lane      Lane
 	reason    Reason
@@ -210,6 +211,9 @@ type grant struct {
 func (s *memberState) acquire(sel *selection) (grant, bool) {
 	if sel.minContext > 0 && !s.lim.Load().fits(sel.tokens, sel.minContext) {
 		return s.pass(sel, skipLimited)
+	}
+	if s.lacking.Load() != nil && s.lacks(sel.model, sel.now()) {
+		return s.pass(sel, skipModel)
 	}
 	epoch := s.epoch.Load()
 	switch ph := s.phase.Load(); ph {
@@ -293,6 +297,9 @@ func (s *memberState) unready(sel *selection) skipCause {
 	if !s.lim.Load().fits(sel.tokens, sel.minContext) {
 		return skipLimited
 	}
+	if s.lacking.Load() != nil && s.lacks(sel.model, sel.now()) {
+		return skipModel
+	}
 	switch ph := s.phase.Load(); ph {
 	case phaseActive:
 	case phaseCooling:
@@ -327,6 +334,7 @@ const (
 	skipProbing
 	skipDisabled
 	skipLimited
+	skipModel            // it lacks the call's model (ForModel)
 	skipCauses           // the number of causes
 	skipNone   skipCause = -1
 )
@@ -364,6 +372,8 @@ func (k skipCause) err() error {
 		return ErrProbing
 	case skipDisabled:
 		return ErrDisabled
+	case skipModel:
+		return ErrLacksModel
 	}
 	return ErrLimited
 }

@@ -201,7 +201,7 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 	}
 	// sel is the current pass of selection; each pass reads the clock
 	// afresh (sel.anew) and keeps what a failure narrowed (goesOn).
-	sel := selection{ctx: ctx, tokens: cs.tokens, clock: p.set.now, skip: p.set.hooks.Skip}
+	sel := selection{ctx: ctx, tokens: cs.tokens, clock: p.set.now, skip: p.set.hooks.Skip, model: cs.model}
 	if p.budget != nil {
 		p.budget.deposit()
 	}
@@ -213,7 +213,7 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		wake := p.wake.Load()
 		i, g, ok := p.next(c, &tried, &sel, &early)
 		if !ok {
-			e := p.unavailable(c, &tried, attempts, cs.tokens, sel.now())
+			e := p.unavailable(c, &tried, attempts, cs.tokens, cs.model, sel.now())
 			if p.wait(ctx, e.RetryAt, *wake, &waited, sel.now()) {
 				sel.anew()
 				continue
@@ -250,7 +250,7 @@ func do[C, T any](ctx context.Context, p *Pool[C], fn func(ctx context.Context, 
 		sel.anew()
 		start = f.at
 	}
-	e := p.unavailable(c, &tried, attempts, cs.tokens, p.now())
+	e := p.unavailable(c, &tried, attempts, cs.tokens, cs.model, p.now())
 	p.exhausted(ctx, e)
 	return zero, e
 }
@@ -400,6 +400,10 @@ func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant
 	}()
 	f.v = p.verdict(ctx, err, f.at)
 	classified = true
+	if f.v.Reason == ReasonNotFound && clk.model != "" && m.Model == "" {
+		p.lacked(ctx, m.st, g, err, clk.model, f.at, n) // the caller's model, not the member
+		return f
+	}
 	f.until = p.failed(ctx, c, m.Group, m.st, g, err, f.v, f.at, n)
 	return f
 }
@@ -520,7 +524,7 @@ func (p *Pool[C]) announce(ctx context.Context, ch change, ev Event) {
 // unavailable builds the error for a call that cannot go on: the attempts
 // made, then every untried member with the reason it cannot serve, and the
 // earliest time one of them recovers.
-func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, tokens int, now time.Time) *Error {
+func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, tokens int, model string, now time.Time) *Error {
 	e := &Error{Attempts: attempts, kind: ErrExhausted, sec: c.sec.get()}
 	if len(attempts) == 0 {
 		e.kind = ErrUnavailable
@@ -544,6 +548,10 @@ func (p *Pool[C]) unavailable(c *config[C], tried *bitset, attempts []Attempt, t
 		case phaseDisabled:
 			a.Err = ErrDisabled
 		default:
+			if m.st.lacks(model, now) {
+				a.Reason, a.Err = ReasonNotFound, ErrLacksModel
+				break
+			}
 			lim := m.st.lim.Load()
 			if lim == nil {
 				continue // ready, but the call ran out of attempts

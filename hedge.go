@@ -175,7 +175,7 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 				panic(r.value)
 			}
 			n := len(attempts) + 1
-			f := p.settle(ctx, c, m, r.g, r.err, &selection{clock: p.set.now}, n)
+			f := p.settle(ctx, c, m, r.g, r.err, &selection{clock: p.set.now, model: base.model}, n)
 			if r.end != nil {
 				e := p.attemptEnd(m.Name, n, r.err, f, r.began)
 				e.Hedged = r.hedge
@@ -196,7 +196,7 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 					p.budgetSpent(ctx, attempts[0])
 					return zero, attempts[0].Err
 				}
-				e := p.unavailable(c, &tried, attempts, base.tokens, f.at)
+				e := p.unavailable(c, &tried, attempts, base.tokens, base.model, f.at)
 				p.exhausted(ctx, e)
 				return zero, e
 			}

@@ -223,7 +223,7 @@ func (o *OpenAI) CreateChatCompletion(ctx context.Context, req openai.ChatComple
 			r.Model = m.Model
 		}
 		return m.Client.CreateChatCompletion(ctx, r)
-	})
+	}, ForModel(req.Model))
 }
 
 // CreateCompletion is openai.Client.CreateCompletion with failover.
@@ -235,7 +235,7 @@ func (o *OpenAI) CreateCompletion(ctx context.Context, req openai.CompletionRequ
 			r.Model = m.Model
 		}
 		return m.Client.CreateCompletion(ctx, r)
-	})
+	}, ForModel(req.Model))
 }
 
 // CreateEmbeddings is openai.Client.CreateEmbeddings with failover. A
@@ -248,7 +248,7 @@ func (o *OpenAI) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequ
 	}
 	return serve(ctx, o, estimateEmbedding(conv), func(ctx context.Context, m Member[*openai.Client]) (openai.EmbeddingResponse, error) {
 		return m.Client.CreateEmbeddings(ctx, withEmbeddingModel(conv, m.Model))
-	})
+	}, ForModel(string(conv.Convert().Model)))
 }
 
 // restIfSpent cools a member whose successful response says its rate limit

@@ -21,7 +21,7 @@ func (o *OpenAI) CreateResponse(ctx context.Context, req openai.CreateResponseRe
 			r.Model = m.Model
 		}
 		return m.Client.CreateResponse(ctx, r)
-	})
+	}, ForModel(req.Model))
 }
 
 // ResponseStream is a Responses API stream that failed over until its
@@ -56,7 +56,7 @@ func (o *OpenAI) CreateResponseStream(ctx context.Context, req openai.CreateResp
 			return nil, err
 		}
 		return &ResponseStream{s: es}, nil
-	}, callOptions(ctx, tokens)...)
+	}, callOptions(ctx, tokens, ForModel(req.Model))...)
 	return s, unwrapResponse(err)
 }
 

@@ -132,11 +132,22 @@ type CallOption func(callSettings) callSettings
 type callSettings struct {
 	tokens int
 	only   []memberFilter // OnlyModel and OnlyGroup, if any (only.go)
+	model  string         // ForModel
 }
 
 // Tokens gives the estimated tokens of a call, for TPM and TPD limits.
 func Tokens(n int) CallOption {
 	return func(c callSettings) callSettings { c.tokens = max(n, 0); return c }
+}
+
+// ForModel names the model a call asks for, for the members that pass the
+// caller's model through (those with no Model of their own): one that
+// answers not_found for it is skipped for that model only, for the
+// permanent lane's base window, instead of being benched for every call
+// (see Status.Lacks). [OpenAI]'s chat, completion, embedding and
+// Responses methods and [Transport] name the model themselves.
+func ForModel(model string) CallOption {
+	return func(c callSettings) callSettings { c.model = model; return c }
 }
 
 // timed reports whether the first attempt of a call is timed.

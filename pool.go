@@ -312,6 +312,7 @@ type selection struct {
 	minContext int                                                   // after a context_length error: the context a member must declare
 	again      bool                                                  // a later selection of a call that went on: the first counted its skips
 	skip       func(ctx context.Context, member string, cause error) // Hooks.Skip, if any
+	model      string                                                // ForModel: the call's model, for members without their own
 	proc       uint32                                                // here()+1 once read (see shard); 0 before
 }
 

@@ -69,7 +69,11 @@ type Status struct {
 	// Skipped counts the calls that passed the member over because it was
 	// cooling down, being probed by another call, or disabled (see Skips);
 	// Limited counts those that passed it over for its Limits.
-	Skipped          Skips     `json:"skipped"`
+	Skipped Skips `json:"skipped"`
+	// Lacks lists the models the member answered not_found for while it
+	// passes the caller's model through: calls for them skip it (see
+	// ForModel) until the permanent lane's base window ends.
+	Lacks            []string  `json:"lacks,omitempty"`
 	Limits           Limits    `json:"limits"`            // its configured limits
 	RequestsToday    int       `json:"requests_today"`    // calls started in the day of Limits.RPD and TPD
 	TokensToday      int       `json:"tokens_today"`      // their tokens
@@ -90,6 +94,7 @@ type Skips struct {
 	Cooling  uint64 `json:"cooling"`  // in its cooldown window
 	Probing  uint64 `json:"probing"`  // its cooldown over, another call's probe in flight
 	Disabled uint64 `json:"disabled"` // disabled by a permanent failure or Disable
+	Model    uint64 `json:"model"`    // it lacks the call's model (ForModel; see Status.Lacks)
 }
 
 // Status returns a snapshot of every member, in the order given to New or
@@ -133,7 +138,9 @@ func (p *Pool[C]) Status() []Status {
 			Cooling:  st.skips[skipCooling].requests(),
 			Probing:  st.skips[skipProbing].requests(),
 			Disabled: st.skips[skipDisabled].requests(),
+			Model:    st.skips[skipModel].requests(),
 		}
+		s.Lacks = st.lacked(now)
 		s.Served = st.use.served.requests()
 		s.PromptTokens = st.use.prompt.Load()
 		s.CompletionTokens = st.use.completion.Load()

@@ -353,7 +353,7 @@ const pageScript = `
     set(r.failures, num(s.failures));
     set(r.failuresSub, s.consecutive_failures ? num(s.consecutive_failures) + ' in a row' : '');
     // Calls that passed the member over, by cause.
-    var sk = s.skipped || {}, causes = [[sk.cooling, 'cooling'], [sk.probing, 'probing'], [sk.disabled, 'disabled'], [s.limited, 'limited']];
+    var sk = s.skipped || {}, causes = [[sk.cooling, 'cooling'], [sk.probing, 'probing'], [sk.disabled, 'disabled'], [s.limited, 'limited'], [sk.model, 'lacking the model']];
     var total = 0, ks = [];
     causes.forEach(function (c) {
       if (typeof c[0] === 'number' && c[0] > 0) { total += c[0]; ks.push(num(c[0]) + ' ' + c[1]); }

@@ -54,7 +54,7 @@ func (o *OpenAI) CreateChatCompletionStream(ctx context.Context, req openai.Chat
 	tokens := EstimateTokens(req)
 	s, err := Do(ctx, o.pool, func(actx context.Context, m Member[*openai.Client]) (*ChatStream, error) {
 		return o.openStream(ctx, actx, m, req, tokens)
-	}, callOptions(ctx, tokens)...)
+	}, callOptions(ctx, tokens, ForModel(req.Model))...)
 	return s, unwrapResponse(err)
 }
 

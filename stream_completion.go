@@ -39,7 +39,7 @@ func (o *OpenAI) CreateCompletionStream(ctx context.Context, req openai.Completi
 			return nil, err
 		}
 		return &CompletionStream{s: es}, nil
-	}, callOptions(ctx, tokens)...)
+	}, callOptions(ctx, tokens, ForModel(req.Model))...)
 	return s, unwrapResponse(err)
 }
 

@@ -139,11 +139,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	var opts []CallOption
-	var one [1]CallOption
+	var buf [2]CallOption
+	opts := buf[:0]
 	if tokens > 0 {
-		one[0] = Tokens(tokens)
-		opts = one[:]
+		opts = append(opts, Tokens(tokens))
+	}
+	if model := requestModel(req.URL.Path, modelHead(raw, body)); model != "" {
+		opts = append(opts, ForModel(model))
 	}
 	ctx := t.Pool.named(req.Context(), operationOfPath(req.URL.Path))
 	resp, err := Do(ctx, t.Pool, func(actx context.Context, m Member[Upstream]) (*http.Response, error) {
@@ -200,9 +202,28 @@ func lastHTTPError(fe *Error) *HTTPError {
 	return nil
 }
 
+// lacksEverywhere reports whether every member fe skipped lacks the
+// call's model.
+func lacksEverywhere(fe *Error) bool {
+	for _, a := range fe.Attempts {
+		if !errors.Is(a.Err, ErrLacksModel) {
+			return false
+		}
+	}
+	return len(fe.Attempts) > 0
+}
+
 // unavailableResponse is the 503 a caller's SDK sees when no member could
 // be tried, with Retry-After from RetryAt.
 func unavailableResponse(req *http.Request, fe *Error) *http.Response {
+	if lacksEverywhere(fe) {
+		// Every member answered not_found for the call's model: the
+		// caller's SDK gets the 404 its provider would send.
+		b, _ := json.Marshal(map[string]any{"error": map[string]any{
+			"message": fe.Error(), "type": "invalid_request_error", "code": "model_not_found"}})
+		he := &HTTPError{StatusCode: http.StatusNotFound, Header: http.Header{"Content-Type": {"application/json"}}, Body: b}
+		return he.response(req)
+	}
 	b, _ := json.Marshal(map[string]any{"error": map[string]any{
 		"message": fe.Error(), "type": "failover_unavailable", "code": "unavailable"}})
 	h := http.Header{"Content-Type": {"application/json"}}
@@ -234,6 +255,22 @@ func (t *Transport) replayable(req *http.Request) (func() (io.ReadCloser, []byte
 		return nil, nil, fmt.Errorf("%w (%d bytes): set Transport.MaxReplayBody or give the request a GetBody", ErrBodyTooLarge, limit)
 	}
 	return func() (io.ReadCloser, []byte, error) { return io.NopCloser(bytes.NewReader(b)), b, nil }, b, nil
+}
+
+// modelHead returns the start of a request body that may name its model:
+// raw's, or for a body that replays itself (GetBody), its first
+// maxModelScan bytes, read from a copy.
+func modelHead(raw []byte, body func() (io.ReadCloser, []byte, error)) []byte {
+	if raw != nil {
+		return raw
+	}
+	rc, _, err := body()
+	if err != nil || rc == nil || rc == http.NoBody {
+		return nil
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(io.LimitReader(rc, maxModelScan))
+	return b
 }
 
 // replayLimit is MaxReplayBody, or its default.

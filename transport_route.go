@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"bytes"
 	"net/url"
 	"strings"
 )
@@ -142,4 +143,38 @@ func withPathModel(path, model string) string {
 		return path
 	}
 	return path[:start] + strings.TrimPrefix(model, "models/") + path[start+end:]
+}
+
+// pathModel returns the model of a Gemini-style path (see withPathModel),
+// or "".
+func pathModel(path string) string {
+	i := strings.Index(path, "/models/")
+	if i < 0 {
+		return ""
+	}
+	start := i + len("/models/")
+	end := strings.IndexByte(path[start:], ':')
+	if end <= 0 || strings.Contains(path[start:start+end], "/") {
+		return ""
+	}
+	return path[start : start+end]
+}
+
+// maxModelScan bounds how much of a request body Transport reads for its
+// "model": the field comes first in what SDKs send.
+const maxModelScan = 64 << 10
+
+// requestModel returns the model a request asks for: a Gemini path's, or
+// the top-level "model" of its JSON body (in its first maxModelScan
+// bytes), or "".
+func requestModel(path string, body []byte) string {
+	if m := pathModel(path); m != "" {
+		return m
+	}
+	if len(body) == 0 || !bytes.Contains(body[:min(len(body), maxModelScan)], []byte(`"model"`)) {
+		return ""
+	}
+	var s usageScan
+	s.feed(body[:min(len(body), maxModelScan)])
+	return s.modelName()
 }

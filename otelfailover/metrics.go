@@ -103,7 +103,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithExplicitBucketBoundaries(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864))
 	errs = append(errs, err)
 	m.skips, err = m.meter.Int64ObservableCounter("failover.member.skips", metric.WithUnit("{call}"),
-		metric.WithDescription("Calls that passed a member over, by cause: cooling, probing, disabled, limited."))
+		metric.WithDescription("Calls that passed a member over, by cause: cooling, probing, disabled, limited, model."))
 	errs = append(errs, err)
 	m.state, err = m.meter.Int64ObservableGauge("failover.member.state",
 		metric.WithDescription("1 for a member's current state, 0 for the others."))
@@ -196,7 +196,7 @@ func (m *Metrics) observe1(p StatusSource) (metric.Registration, error) {
 			o.ObserveInt64(m.served, int64(s.Served), metric.WithAttributes(member))
 			o.ObserveInt64(m.tokens, int64(s.PromptTokens), metric.WithAttributes(member, AttrTokenType.String("input")))
 			o.ObserveInt64(m.tokens, int64(s.CompletionTokens), metric.WithAttributes(member, AttrTokenType.String("output")))
-			for cause, n := range map[string]uint64{"cooling": s.Skipped.Cooling, "probing": s.Skipped.Probing, "disabled": s.Skipped.Disabled, "limited": s.Limited} {
+			for cause, n := range map[string]uint64{"cooling": s.Skipped.Cooling, "probing": s.Skipped.Probing, "disabled": s.Skipped.Disabled, "limited": s.Limited, "model": s.Skipped.Model} {
 				o.ObserveInt64(m.skips, int64(n), metric.WithAttributes(member, AttrCause.String(cause)))
 			}
 		}

@@ -24,7 +24,7 @@ const (
 	// AttrReason is a failure's classification, such as "rate_limit".
 	AttrReason = attribute.Key("failover.reason")
 	// AttrCause is why a member was skipped: "cooling", "probing",
-	// "disabled" or "limited".
+	// "disabled", "limited" or "model" (it lacks the call's model).
 	AttrCause = attribute.Key("failover.skip.cause")
 	// AttrLane is a cooldown's lane: "transient", "quota" or "permanent".
 	AttrLane = attribute.Key("failover.lane")
@@ -115,6 +115,8 @@ func causeName(err error) string {
 		return "disabled"
 	case errors.Is(err, failover.ErrLimited):
 		return "limited"
+	case errors.Is(err, failover.ErrLacksModel):
+		return "model"
 	}
 	return "other"
 }

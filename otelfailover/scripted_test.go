@@ -164,9 +164,9 @@ func TestMetricsScriptedRun(t *testing.T) {
 		skips[p.attrs["failover.member"]+"/"+p.attrs["failover.skip.cause"]] = p.value
 	}
 	assert.Equal(t, map[string]float64{
-		"revoked/cooling": 3, "revoked/probing": 0, "revoked/disabled": 0, "revoked/limited": 0,
-		"limited/cooling": 3, "limited/probing": 0, "limited/disabled": 0, "limited/limited": 0,
-		"healthy/cooling": 0, "healthy/probing": 0, "healthy/disabled": 0, "healthy/limited": 0,
+		"revoked/cooling": 3, "revoked/probing": 0, "revoked/disabled": 0, "revoked/limited": 0, "revoked/model": 0,
+		"limited/cooling": 3, "limited/probing": 0, "limited/disabled": 0, "limited/limited": 0, "limited/model": 0,
+		"healthy/cooling": 0, "healthy/probing": 0, "healthy/disabled": 0, "healthy/limited": 0, "healthy/model": 0,
 	}, skips, "the three calls after the first pass both keys over, the successful ones too")
 	assert.ElementsMatch(t, []point{
 		{member("revoked", "error.type", "auth"), 1},

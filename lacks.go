@@ -1,0 +1,97 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+)
+
+// ErrLacksModel is the Err of an Attempt skipped because the member
+// answered not_found for the call's model (see [ForModel]).
+var ErrLacksModel = errors.New("failover: the member lacks the call's model")
+
+// maxLacks bounds the models a member remembers it lacks: past it, the
+// one that ends first is forgotten.
+const maxLacks = 8
+
+// lack is a model a member answered not_found for, and until when calls
+// for it skip the member.
+type lack struct {
+	model string
+	until time.Time
+}
+
+// lacks reports whether the member lacks model at now. A member that
+// never lacked one answers with one atomic load.
+func (s *memberState) lacks(model string, now time.Time) bool {
+	l := s.lacking.Load()
+	if l == nil || model == "" {
+		return false
+	}
+	for _, x := range *l {
+		if x.model == model && now.Before(x.until) {
+			return true
+		}
+	}
+	return false
+}
+
+// lacked returns the models the member lacks at now, for Status.
+func (s *memberState) lacked(now time.Time) []string {
+	l := s.lacking.Load()
+	if l == nil {
+		return nil
+	}
+	var out []string
+	for _, x := range *l {
+		if now.Before(x.until) {
+			out = append(out, x.model)
+		}
+	}
+	return out
+}
+
+// lackModel records that the member lacks model until until, after an
+// attempt holding g failed with errText: the failure counts, its text is
+// the last error, and the member's window and backoff are left as they
+// are. A probe that ended so gives its slot back. It takes mu.
+func (s *memberState) lackModel(g grant, model string, until time.Time, errText string, now time.Time) change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures.Add(1)
+	s.lastErr = errText
+	s.dirty.Store(true)
+	var next []lack
+	if l := s.lacking.Load(); l != nil {
+		for _, x := range *l {
+			if x.model != model && now.Before(x.until) {
+				next = append(next, x)
+			}
+		}
+	}
+	next = append(next, lack{model: model, until: until})
+	if len(next) > maxLacks {
+		slices.SortFunc(next, func(a, b lack) int { return b.until.Compare(a.until) })
+		next = next[:maxLacks]
+	}
+	s.lacking.Store(&next)
+	if g.probe && g.epoch == s.epoch.Load() && s.phase.Load() == phaseProbing {
+		s.phase.Store(phaseCooling) // the probe says nothing of the member: give its slot back
+		return change{wake: true}
+	}
+	return change{}
+}
+
+// lacked settles an attempt on st that failed with not_found for the
+// call's model, which the member passes through from the caller: the
+// member is skipped for that model only, for the permanent lane's base
+// window, and stays in rotation for every other.
+func (p *Pool[C]) lacked(ctx context.Context, st *memberState, g grant, err error, model string, now time.Time, n int) {
+	st.calls.end()
+	until := now.Add(p.set.cooldowns.Permanent.Base)
+	ch := st.lackModel(g, model, until, keptText(err), now)
+	p.freed(st)
+	p.record(st, ch)
+	p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: ReasonNotFound, Err: p.redacted(err), Attempt: n})
+}

@@ -350,11 +350,13 @@ func causeOf(ph int32) skipCause {
 	return skipCooling // cooling, or active again but its probe taken
 }
 
-// pass counts a call that passed the member over for cause k (once: not
-// in the later selections of a call that went on), tells the Skip hook,
-// and returns acquire's refusal. It is called with no lock held.
+// pass counts a call that passed the member (sel.cur) over for cause k,
+// once a call however often it looks again (after a failure, a wait, a
+// hedge's delay, another draw), tells the Skip hook, and returns
+// acquire's refusal. It is called with no lock held.
 func (s *memberState) pass(sel *selection, k skipCause) (grant, bool) {
-	if !sel.again {
+	if !sel.counted.has(sel.cur) {
+		sel.counted.set(sel.cur)
 		s.skips[k].count()
 		if sel.skip != nil {
 			sel.skip(sel.ctx, s.name, k.err())

@@ -266,11 +266,9 @@ func (p *Pool[C]) attempted(m *entry[C], f failure, err error, start time.Time) 
 }
 
 // goesOn reports whether a call goes on after its attempt on m failed
-// with v, and marks base as a later selection (its skips are counted).
-// A prompt too long for m goes on only to untried members that declare a
-// larger context: base is narrowed to them.
+// with v. A prompt too long for m goes on only to untried members that
+// declare a larger context: base is narrowed to them.
 func goesOn[C any](c *config[C], tried *bitset, m *entry[C], v Verdict, base *selection) bool {
-	base.again = true
 	if v.Reason == ReasonContextLength && largerContext(c, tried, m) {
 		base.minContext = m.Limits.ContextTokens + 1
 		return true

@@ -48,7 +48,6 @@ func (r outcome[T]) lost(name string) {
 // members and closes what they return. tried holds the members the call
 // may not try (see OnlyModel).
 func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(context.Context, Member[C]) (T, error), i int, g grant, base selection, limit int, tried bitset) (T, error) {
-	base.again = true // the call's first selection, in do, counted its skips
 	var (
 		zero     T
 		mu       sync.Mutex // guards done and sends on results
@@ -118,8 +117,8 @@ func hedged[C, T any](ctx context.Context, p *Pool[C], c *config[C], fn func(con
 		if len(attempts)+running >= limit {
 			return false
 		}
-		sel := base
-		i, g, ok := p.pick(c, &tried, &sel)
+		base.anew() // the selection keeps the skips the call counted
+		i, g, ok := p.pick(c, &tried, &base)
 		if !ok {
 			return false
 		}

@@ -58,12 +58,12 @@ func RetryHintFromBody(body []byte) time.Duration {
 // error.metadata.headers. Gemini's OpenAI-compatible endpoint sends a list
 // of one.
 type errorEnvelope struct {
-	RetryAfter json.Number `json:"retry_after"`
+	RetryAfter json.RawMessage `json:"retry_after"` // a number, or a string ("30", "30s")
 	Error      struct {
 		Details []struct {
 			RetryDelay string `json:"retryDelay"`
 		} `json:"details"`
-		RetryAfter json.Number `json:"retry_after"`
+		RetryAfter json.RawMessage `json:"retry_after"`
 		Metadata   struct {
 			Headers map[string]any `json:"headers"`
 		} `json:"metadata"`
@@ -126,9 +126,9 @@ func bodyHint(body []byte, now time.Time) time.Duration {
 	if !ok {
 		return 0
 	}
-	for _, n := range [...]json.Number{e.Error.RetryAfter, e.RetryAfter} {
-		if f, err := n.Float64(); err == nil && f > 0 {
-			return scaled(f, time.Second)
+	for _, raw := range [...]json.RawMessage{e.Error.RetryAfter, e.RetryAfter} {
+		if d := secondsOf(raw); d > 0 {
+			return d
 		}
 	}
 	if len(e.Error.Metadata.Headers) > 0 {
@@ -137,6 +137,31 @@ func bodyHint(body []byte, now time.Time) time.Duration {
 			h.Set(k, fmt.Sprint(v))
 		}
 		return headerHint(h, now)
+	}
+	return 0
+}
+
+// secondsOf reads a retry_after value: seconds as a JSON number or a
+// string ("30"), or a duration string ("30s", "1m30s"); 0 for anything
+// else.
+func secondsOf(raw json.RawMessage) time.Duration {
+	if len(raw) == 0 {
+		return 0
+	}
+	var f float64
+	if json.Unmarshal(raw, &f) == nil {
+		return max(scaled(f, time.Second), 0)
+	}
+	var str string
+	if json.Unmarshal(raw, &str) != nil {
+		return 0
+	}
+	str = strings.TrimSpace(str)
+	if f, err := strconv.ParseFloat(str, 64); err == nil {
+		return max(scaled(f, time.Second), 0)
+	}
+	if d, err := time.ParseDuration(str); err == nil && d > 0 {
+		return d
 	}
 	return 0
 }

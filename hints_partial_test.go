@@ -16,6 +16,8 @@ import (
 func TestRetryHintFromPartlyTypedBody(t *testing.T) {
 	for body, want := range map[string]time.Duration{
 		`{"error":"Rate limit exceeded","retry_after":20}`:                   20 * time.Second,
+		`{"error":"Rate limit exceeded","retry_after":"30s"}`:                30 * time.Second,
+		`{"error":"Rate limit exceeded","retry_after":"12"}`:                 12 * time.Second,
 		`{"error":{"message":"slow down","retry_after":7,"details":"none"}}`: 7 * time.Second,
 		`{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}],"metadata":"x"}}`: 37 * time.Second,
 	} {

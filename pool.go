@@ -310,7 +310,8 @@ type selection struct {
 	set        bool
 	tokens     int
 	minContext int                                                   // after a context_length error: the context a member must declare
-	again      bool                                                  // a later selection of a call that went on: the first counted its skips
+	counted    bitset                                                // the members whose skip the call counted: once each
+	cur        int                                                   // the member being looked at, for counted
 	skip       func(ctx context.Context, member string, cause error) // Hooks.Skip, if any
 	model      string                                                // ForModel: the call's model, for members without their own
 	proc       uint32                                                // here()+1 once read (see shard); 0 before
@@ -336,6 +337,7 @@ func (p *Pool[C]) pick(c *config[C], tried *bitset, clk *selection) (int, grant,
 		if s.cfg != c || !clk.now().Before(s.until) {
 			p.sticky.CompareAndSwap(s, nil)
 		} else if !tried.has(s.idx) {
+			clk.cur = s.idx
 			if g, ok := c.members[s.idx].st.acquire(clk); ok {
 				return s.idx, g, true
 			}
@@ -360,6 +362,7 @@ func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *selectio
 			if k < 0 {
 				return 0, grant{}, false
 			}
+			clk.cur = t.idx[k]
 			if g, ok := c.members[t.idx[k]].st.acquire(clk); ok {
 				return t.idx[k], g, true
 			}
@@ -375,6 +378,7 @@ func (p *Pool[C]) pickInTier(c *config[C], t *tier, tried *bitset, clk *selectio
 		if tried.has(i) {
 			continue
 		}
+		clk.cur = i
 		if g, ok := c.members[i].st.acquire(clk); ok {
 			return i, g, true
 		}
@@ -402,13 +406,14 @@ func (p *Pool[C]) choose(c *config[C], t *tier, tried *bitset, clk *selection) i
 	}
 	// drawn is usable for a member the selection looks at by name (a
 	// draw, or LeastInFlight's comparison), counting the skip of one that
-	// cannot serve; the scans after missed draws count none.
+	// cannot serve (once a call); the scans after missed draws count none.
 	drawn := func(k int) bool {
 		i := t.idx[k]
 		if tried.has(i) {
 			return false
 		}
 		st := c.members[i].st
+		clk.cur = i
 		if why := st.unready(clk); why != skipNone {
 			st.pass(clk, why)
 			return false

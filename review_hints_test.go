@@ -16,7 +16,7 @@ import (
 func TestReviewRetryHintBesideNonNumericRetryAfter(t *testing.T) {
 	for body, want := range map[string]time.Duration{
 		`{"error":{"retry_after":"soon","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}`: 37 * time.Second,
-		`{"retry_after":"30s","error":{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}`:   37 * time.Second,
+		`{"retry_after":"30s","error":{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}`:  37 * time.Second,
 	} {
 		v := failover.Classify(&failover.HTTPError{StatusCode: 429, Body: []byte(body)})
 		assert.Equal(t, want, v.RetryAfter, body)

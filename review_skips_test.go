@@ -133,7 +133,6 @@ func TestReviewUsageHookRunsUnderLock(t *testing.T) {
 	<-closed
 }
 
-
 // REVIEW: a caller that asks for a compressed answer itself (Accept-Encoding:
 // gzip) gets the upstream's gzip body: net/http does not decompress it. The
 // first-event check parses the compressed bytes, finds no event, and fails

@@ -85,10 +85,11 @@ type Status struct {
 }
 
 // Skips counts the calls that passed a member over, by why it could not
-// serve them. A call that tries members in order (Priority, RoundRobin, a
-// tier's order) counts once on each member it passes before the one it
-// tries; Weighted and LeastInFlight count each draw that lands on a
-// member that cannot serve. With a Store, a member another replica is
+// serve them, once a call and member however often the call looks again
+// (after a failure, a wait or a hedge's delay). A call that tries members
+// in order (Priority, RoundRobin, a tier's order) counts each member it
+// passes before the one it tries; Weighted and LeastInFlight count a
+// member their draws land on. With a Store, a member another replica is
 // probing counts as Cooling here.
 type Skips struct {
 	Cooling  uint64 `json:"cooling"`  // in its cooldown window

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/llmfailover/failover/internal/redact"
@@ -165,7 +166,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Header = http.Header{}
 		}
 		resp.Header[memberHeader] = []string{m.Name}
-		if b, ok := resp.Body.(*cancelOnClose); ok && resp.StatusCode < 300 {
+		if b, ok := resp.Body.(*cancelOnClose); ok && resp.StatusCode < 300 && !encoded(resp.Header) {
 			b.usage.rep, b.usage.member, b.usage.ctx = t.Pool, m.Name, actx // the usage it reports is m's
 		}
 		return resp, nil
@@ -255,6 +256,14 @@ func (t *Transport) replayable(req *http.Request) (func() (io.ReadCloser, []byte
 		return nil, nil, fmt.Errorf("%w (%d bytes): set Transport.MaxReplayBody or give the request a GetBody", ErrBodyTooLarge, limit)
 	}
 	return func() (io.ReadCloser, []byte, error) { return io.NopCloser(bytes.NewReader(b)), b, nil }, b, nil
+}
+
+// encoded reports whether a response's body is compressed (the caller
+// asked for an encoding itself, so net/http left it as it came): the
+// stream checks and the usage scan cannot read it.
+func encoded(h http.Header) bool {
+	e := strings.TrimSpace(h.Get("Content-Encoding"))
+	return e != "" && !strings.EqualFold(e, "identity")
 }
 
 // modelHead returns the start of a request body that may name its model:
@@ -357,7 +366,7 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		return failedResponse(ctx, actx, resp, stop, cancel)
 	}
 	kind := streamNone
-	if err == nil {
+	if err == nil && !encoded(resp.Header) { // a compressed body is the caller's to decode: no check reads it
 		kind = streamCheckFor(out, resp, raw)
 	}
 	if kind != streamNone && isEventStream(resp.Header) {
@@ -439,8 +448,8 @@ func (c *cancelOnClose) Read(p []byte) (int, error) {
 }
 
 func (c *cancelOnClose) Close() error {
+	defer c.cancel() // a panicking Usage hook still ends the request
 	err := c.ReadCloser.Close()
 	c.usage.flush()
-	c.cancel()
 	return err
 }

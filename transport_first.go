@@ -16,16 +16,27 @@ import (
 // over. Past this, the stream goes to the caller unchecked.
 const maxFirstEvent = 64 << 10
 
-// firstEvent reads r up to the end of the first event that has data (the
-// comments and keep-alives before it are read too, as OpenRouter sends
-// them while a model starts). It returns the bytes read, the event's type
-// ("" without an "event:" line) and its data, which is nil when r ended,
-// failed or passed maxFirstEvent first (err says which, if any).
+// firstEvent reads r up to the end of the first event that says how the
+// stream goes: one with content, or an error. The events before it that
+// carry none (comments and keep-alives, as OpenRouter sends while a model
+// starts; Anthropic's message_start and ping; a chat chunk with only the
+// role; Responses' response.created) are read too, as the caller gets
+// them. It returns the bytes read, the event's type ("" without an
+// "event:" line) and its data, which is nil when r ended, failed or
+// passed maxFirstEvent first (err says which, if any).
 func firstEvent(r io.Reader) (read []byte, event string, data []byte, err error) {
 	buf := make([]byte, 0, 4096)
+	off := 0 // the start of the first event not parsed yet
 	for {
-		if event, data, ok := parseFirstEvent(buf); ok {
-			return buf, event, data, nil
+		for {
+			ev, d, n, ok := nextEvent(buf[off:])
+			if !ok {
+				break
+			}
+			off += n
+			if !preamble(ev, d) {
+				return buf, ev, d, nil
+			}
 		}
 		if len(buf) >= maxFirstEvent {
 			return buf, "", nil, nil
@@ -36,30 +47,33 @@ func firstEvent(r io.Reader) (read []byte, event string, data []byte, err error)
 		n, rerr := r.Read(buf[len(buf):min(cap(buf), maxFirstEvent)])
 		buf = buf[:len(buf)+n]
 		if rerr != nil {
-			if event, data, ok := parseFirstEvent(append(buf, '\n', '\n')); ok && errors.Is(rerr, io.EOF) {
-				return buf, event, data, rerr // a last event without its blank line
+			if errors.Is(rerr, io.EOF) { // a last event without its blank line
+				if ev, d, _, ok := nextEvent(append(buf[off:len(buf):len(buf)], '\n', '\n')); ok && !preamble(ev, d) {
+					return buf, ev, d, rerr
+				}
 			}
 			return buf, "", nil, rerr
 		}
 	}
 }
 
-// parseFirstEvent finds the first complete event with data in b.
-func parseFirstEvent(b []byte) (event string, data []byte, ok bool) {
+// nextEvent parses the first complete event with data in b, and how many
+// bytes it took up to its blank line; ok is false when none is complete.
+func nextEvent(b []byte) (event string, data []byte, n int, ok bool) {
 	var ev string
 	var d []byte
 	has := false
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			return "", nil, false // the line is not complete
+	for i := 0; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return "", nil, 0, false // the line is not complete
 		}
-		line := bytes.TrimSuffix(b[:i], []byte("\r"))
-		b = b[i+1:]
+		line := bytes.TrimSuffix(b[i:i+j], []byte("\r"))
+		i += j + 1
 		switch {
 		case len(line) == 0:
 			if has {
-				return ev, d, true
+				return ev, d, i, true
 			}
 			ev = ""
 		case bytes.HasPrefix(line, []byte("data:")):
@@ -73,7 +87,58 @@ func parseFirstEvent(b []byte) (event string, data []byte, ok bool) {
 			ev = string(bytes.TrimSpace(line[len("event:"):]))
 		}
 	}
-	return "", nil, false
+	return "", nil, 0, false
+}
+
+// preamble reports whether an event carries nothing the caller reads as
+// output and cannot fail: Anthropic's message_start, ping and the start
+// of an empty text or thinking block; the Responses API's
+// response.created and response.in_progress; a chat chunk whose choices
+// carry only a role (or none, as Azure's prompt-filter chunk).
+func preamble(event string, data []byte) bool {
+	if event == "ping" {
+		return true
+	}
+	var ev struct {
+		Type         string          `json:"type"`
+		Error        json.RawMessage `json:"error"`
+		ContentBlock *struct {
+			Type     string `json:"type"`
+			Text     string `json:"text"`
+			Thinking string `json:"thinking"`
+		} `json:"content_block"`
+		Choices *[]struct {
+			FinishReason *string `json:"finish_reason"`
+			Text         string  `json:"text"` // a completion chunk's
+			Delta        struct {
+				Content          string            `json:"content"`
+				ReasoningContent string            `json:"reasoning_content"`
+				ToolCalls        []json.RawMessage `json:"tool_calls"`
+			} `json:"delta"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal(data, &ev) != nil || (len(ev.Error) > 0 && string(ev.Error) != "null") {
+		return false
+	}
+	switch ev.Type {
+	case "ping", "message_start", "response.created", "response.in_progress":
+		return true
+	case "content_block_start":
+		cb := ev.ContentBlock
+		return cb != nil && (cb.Type == "text" || cb.Type == "thinking") && cb.Text == "" && cb.Thinking == ""
+	case "":
+	default:
+		return false
+	}
+	if ev.Choices == nil {
+		return false
+	}
+	for _, c := range *ev.Choices {
+		if (c.FinishReason != nil && *c.FinishReason != "") || c.Text != "" || c.Delta.Content != "" || c.Delta.ReasoningContent != "" || len(c.Delta.ToolCalls) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // eventFailure returns the failure a stream's first event reports, or

@@ -133,7 +133,7 @@ const (
 // "model" or "modelVersion" string near the top level). When an object appears more than
 // once (an Anthropic stream's message_start and message_delta, every
 // Gemini chunk) a field's later value replaces its earlier one: those
-// counts are cumulative. It allocates nothing.
+// counts are cumulative. It allocates nothing but the model's name, once a report.
 type usageScan struct {
 	sse       bool // a newline ends a JSON document (an event's data line)
 	inStr     bool
@@ -334,13 +334,19 @@ func (u *usageMeter) read(p []byte, err error) {
 		return
 	}
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	if u.done {
+		u.mu.Unlock()
 		return
 	}
 	u.scan.feed(p)
+	var us Usage
+	ok := false
 	if u.scan.docEnded || errors.Is(err, io.EOF) {
-		u.report()
+		us, ok = u.take()
+	}
+	u.mu.Unlock()
+	if ok {
+		u.rep.used(u.ctx, us) // the Usage hook runs with no lock held
 	}
 }
 
@@ -350,18 +356,20 @@ func (u *usageMeter) flush() {
 		return
 	}
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.report()
-}
-
-// report reports the usage seen, once; u.mu is held.
-func (u *usageMeter) report() {
-	if u.done {
-		return
-	}
-	u.done = true
-	if us, ok := u.scan.usage(); ok {
-		us.Member = u.member
+	us, ok := u.take()
+	u.mu.Unlock()
+	if ok {
 		u.rep.used(u.ctx, us)
 	}
+}
+
+// take returns the usage seen, once, to report; u.mu is held.
+func (u *usageMeter) take() (Usage, bool) {
+	if u.done {
+		return Usage{}, false
+	}
+	u.done = true
+	us, ok := u.scan.usage()
+	us.Member = u.member
+	return us, ok
 }

@@ -163,11 +163,11 @@ func New[C any](members []Member[C], opts ...Option) (*Pool[C], error) {
 	p.cfg.Store(c)
 	ch := make(chan struct{})
 	p.wake.Store(&ch)
+	if h := p.set.hooks.Pool; h != nil {
+		h(p.Status) // before Watch: a hook that panics leaves no watcher behind
+	}
 	if p.sh != nil {
 		p.sh.store.Watch(p.receive)
-	}
-	if h := p.set.hooks.Pool; h != nil {
-		h(p.Status)
 	}
 	return p, nil
 }

@@ -9,7 +9,9 @@ import (
 // ProviderOf names the provider of an API base URL as the OpenTelemetry
 // GenAI conventions spell gen_ai.provider.name: "openai" for
 // api.openai.com, "azure.ai.openai" for an Azure OpenAI resource,
-// "anthropic", "gcp.gemini" (the Gemini API), "gcp.vertex_ai", "aws.bedrock",
+// "azure.ai.inference" for Azure AI Foundry's services.ai.azure.com,
+// "anthropic", "gcp.gemini" (the Gemini API), "gcp.vertex_ai", "aws.bedrock"
+// (bedrock hosts only),
 // "groq", "deepseek", "mistral_ai", "x_ai", "perplexity", "cohere"; and
 // "openrouter", "together", "fireworks" and "cerebras" for those hosts. It
 // returns "" for any other host (a proxy, a local server): name those
@@ -20,6 +22,9 @@ func ProviderOf(baseURL string) string {
 		return ""
 	}
 	host := strings.ToLower(u.Hostname())
+	if strings.HasPrefix(host, "bedrock") && strings.HasSuffix(host, ".amazonaws.com") {
+		return "aws.bedrock" // bedrock-runtime.<region>.amazonaws.com, not any AWS host
+	}
 	for _, p := range providerHosts() {
 		if host == p.host || strings.HasSuffix(host, "."+p.host) || (p.region && strings.HasSuffix(host, "-"+p.host)) {
 			return p.name
@@ -46,7 +51,8 @@ func providerHosts() []providerHost {
 		{host: "api.anthropic.com", name: "anthropic"},
 		{host: "generativelanguage.googleapis.com", name: "gcp.gemini"},
 		{host: "aiplatform.googleapis.com", name: "gcp.vertex_ai", region: true}, // us-central1-aiplatform.googleapis.com
-		{host: "amazonaws.com", name: "aws.bedrock"},
+		{host: "cognitiveservices.azure.com", name: "azure.ai.openai"},
+		{host: "services.ai.azure.com", name: "azure.ai.inference"},
 		{host: "api.groq.com", name: "groq"},
 		{host: "api.deepseek.com", name: "deepseek"},
 		{host: "api.mistral.ai", name: "mistral_ai"},

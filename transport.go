@@ -379,6 +379,12 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		}
 	}
 	attemptOver := !stop() // a 2xx body outlives the attempt once its first event came: streams are long
+	if err == nil && attemptOver && ctx.Err() == nil {
+		// The attempt ended as the answer came: its request is canceled
+		// and the body would fail at the caller's first read.
+		_ = resp.Body.Close()
+		err = context.DeadlineExceeded
+	}
 	if err != nil {
 		cancel()
 		var ue *url.Error

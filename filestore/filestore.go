@@ -423,6 +423,11 @@ func (s *Store) update(ctx context.Context, fn func(d *document) bool) error {
 	case err := <-o.done: // in the batch of a caller before us
 		return err
 	case <-ctx.Done():
+		select {
+		case err := <-o.done: // a batch ran it meanwhile: its outcome is the call's
+			return err
+		default:
+		}
 		return ctx.Err() // o stays queued: the batch that takes it skips it
 	}
 	select {

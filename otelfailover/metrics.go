@@ -283,7 +283,8 @@ type callCtx struct {
 	mu       sync.Mutex
 	member   string          // the last member tried
 	reason   failover.Reason // its failure's reason, if it failed
-	response string          // the model the served response named, if known by the call's end
+	response string          // the model a response named, if known by the call's end
+	answered string          // the member whose response named it
 }
 
 type metricsCallKey struct{}
@@ -314,6 +315,9 @@ func (c *callCtx) end(err error) {
 	m := c.m
 	c.mu.Lock()
 	member, last, response := c.member, c.reason, c.response
+	if c.answered != member {
+		response = "" // a hedge's loser named it
+	}
 	c.mu.Unlock()
 	op, hasOp := operationOf(c.Context)
 	if err == nil && member != "" {
@@ -401,7 +405,7 @@ func (m *Metrics) usage(ctx context.Context, u failover.Usage) {
 	response := m.responseModel(ms, u.Model)
 	if c, ok := ctx.Value(metricsCallKey{}).(*callCtx); ok && c.m == m {
 		c.mu.Lock()
-		c.response = response
+		c.response, c.answered = response, u.Member
 		c.mu.Unlock()
 	}
 	op, hasOp := operationOf(ctx)

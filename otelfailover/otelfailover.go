@@ -66,9 +66,10 @@ type operation struct{ name, provider string }
 // one failover.OperationOf finds (the OpenAI client's methods and
 // Transport name theirs), and the provider is the serving member's
 // Provider; a member's Provider also wins over the provider named here,
-// since a call may fail over from one provider to another.
+// since a call may fail over from one provider to another. The name is
+// failover.WithOperation's too, so failover.OperationOf reads it.
 func WithOperation(ctx context.Context, name, provider string) context.Context {
-	return context.WithValue(ctx, opKey{}, operation{name, provider})
+	return context.WithValue(failover.WithOperation(ctx, name), opKey{}, operation{name, provider})
 }
 
 // operationOf returns the operation of ctx: WithOperation's, or the one

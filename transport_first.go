@@ -156,10 +156,9 @@ func eventFailure(event string, data []byte, header http.Header) *HTTPError {
 			Error json.RawMessage `json:"error"`
 		} `json:"response"`
 	}
-	if json.Unmarshal(data, &ev) != nil {
-		if event != "error" {
-			return nil
-		}
+	var te *json.UnmarshalTypeError
+	if err := json.Unmarshal(data, &ev); err != nil && !errors.As(err, &te) && event != "error" {
+		return nil // not JSON: no failure to read (a field of another type is skipped, the rest read)
 	}
 	failed := event == "error" || ev.Type == "error" || ev.Type == "response.failed" ||
 		(len(ev.Error) > 0 && string(ev.Error) != "null")

@@ -37,6 +37,7 @@ type Metrics struct {
 	regMu sync.Mutex
 	reg   metric.Registration // of the gauges, for the pool observed
 	err   error               // of the registration the option made
+	bound bool                // the option observed a pool
 }
 
 // memberSets are a member's cached attribute sets.
@@ -169,8 +170,20 @@ type statusFunc func() []failover.Status
 
 func (f statusFunc) Status() []failover.Status { return f() }
 
-// bind observes the pool New made with the option.
+// errTwoPools is Err's answer when the option was given to a second pool.
+var errTwoPools = errors.New("otelfailover: one Metrics serves one pool: the option was given to a second one, whose gauges are not observed")
+
+// bind observes the pool New made with the option; a second pool's is
+// refused (Err says so): one Metrics serves one pool.
 func (m *Metrics) bind(status func() []failover.Status) {
+	m.regMu.Lock()
+	if m.bound {
+		m.err = errTwoPools
+		m.regMu.Unlock()
+		return
+	}
+	m.bound = true
+	m.regMu.Unlock()
 	_, err := m.Observe(statusFunc(status))
 	m.regMu.Lock()
 	m.err = err

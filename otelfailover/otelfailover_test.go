@@ -236,3 +236,19 @@ func TestMetricsHedges(t *testing.T) {
 		assert.Equal(t, []point{{fast, 1}}, got["failover.attempt.duration"], "nor an attempt duration")
 	})
 }
+
+// One Metrics serves one pool: a second pool made with its option is
+// refused, and Err says so; the first pool's gauges stay.
+func TestMetricsOnePool(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	om, err := otelfailover.NewMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	require.NoError(t, err)
+	_, err = failover.New([]failover.Member[int]{{Name: "first"}}, om.Option())
+	require.NoError(t, err)
+	require.NoError(t, om.Err())
+	_, err = failover.New([]failover.Member[int]{{Name: "second"}}, om.Option())
+	require.NoError(t, err)
+	assert.ErrorContains(t, om.Err(), "one Metrics serves one pool")
+	got := collect(t, reader)
+	assert.Equal(t, []point{{map[string]string{"failover.member": "first"}, 0}}, got["failover.member.in_flight"])
+}

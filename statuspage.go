@@ -332,7 +332,8 @@ const pageScript = `
     if (r.tr.getAttribute('data-state') !== state) r.tr.setAttribute('data-state', state);
     r.tr.setAttribute('data-name', s.name);
     set(r.name, s.name);
-    set(r.model, [s.model, 'priority ' + s.priority].filter(Boolean).join(' \u00b7 '));
+    var lacks = Array.isArray(s.lacks) && s.lacks.length ? 'lacks ' + s.lacks.join(', ') : '';
+    set(r.model, [s.model, 'priority ' + s.priority, lacks].filter(Boolean).join(' \u00b7 '));
     set(r.pill, WORDS[state] || state);
     set(r.reason, s.reason || '\u2014');
     r.reason.classList.toggle('none', !s.reason);

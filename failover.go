@@ -93,7 +93,7 @@ type Error struct {
 type Attempt struct {
 	Member string
 	Reason Reason
-	Err    error // the provider's error, unchanged; for a skip, ErrCoolingDown, ErrProbing or ErrDisabled
+	Err    error // the provider's error, unchanged; for a skip, ErrCoolingDown, ErrProbing, ErrDisabled, ErrLimited or ErrLacksModel
 	// Duration is how long the attempt took. The first attempt of a call
 	// is timed only when the pool has an observer, a logger or an attempt
 	// timeout (so that the healthy path reads no clock); otherwise its

@@ -30,8 +30,9 @@ type Hooks struct {
 	Attempt func(ctx context.Context, member string, n int) (context.Context, func(AttemptEnd))
 	// Skip is called when a call passes over a member that cannot serve
 	// it, before the call tries another: cause is ErrCoolingDown,
-	// ErrProbing, ErrDisabled or ErrLimited, and ctx is the call's. It is
-	// called once per call and member, as Status.Skipped counts.
+	// ErrProbing, ErrDisabled, ErrLimited or ErrLacksModel, and ctx is the
+	// call's. It is called once per call and member, as Status.Skipped
+	// counts, with no lock held.
 	Skip func(ctx context.Context, member string, cause error)
 	// Usage is called with the token usage of each response counted to a
 	// member's Status (by [OpenAI], [Transport] or [Pool.ReportUsage]),

@@ -468,6 +468,7 @@ var statusPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`^(\d{3}) status code\b`),          // openai-node's "400 status code (no body)"
 	regexp.MustCompile(`^(\d{3}) [A-Z_]{3,}\. `),          // google-genai's "400 INVALID_ARGUMENT. {…}"
 	regexp.MustCompile(`(?i)\berror code:\s*(\d{3})\s+-`), // openai-python's and anthropic-python's "Error code: 500 - {…}"
+	regexp.MustCompile(`(?i)\bHTTP code (\d{3})\b`),       // openai-python v0's "HTTP code 522 from API"
 	regexp.MustCompile(`^([45]\d\d) (?:[A-Z][a-z]|\{)`),   // anthropic-sdk-typescript's "503 Too many connections…", "529 {…}"
 	regexp.MustCompile(`\b(\d{3}) ([A-Z][A-Za-z-]*(?: [A-Za-z-]+)*)`),
 }

@@ -27,8 +27,9 @@ const maxFirstEvent = 64 << 10
 func firstEvent(r io.Reader) (read []byte, event string, data []byte, err error) {
 	buf := make([]byte, 0, 4096)
 	off := 0 // the start of the first event not parsed yet
+	var rerr error
 	for {
-		for {
+		for { // every complete event read so far, also those a last Read brought with io.EOF
 			ev, d, n, ok := nextEvent(buf[off:])
 			if !ok {
 				break
@@ -38,22 +39,25 @@ func firstEvent(r io.Reader) (read []byte, event string, data []byte, err error)
 				return buf, ev, d, nil
 			}
 		}
+		if rerr != nil {
+			// A last event without its blank line counts if it is whole:
+			// JSON cut in the middle is a stream cut before its first event.
+			if errors.Is(rerr, io.EOF) {
+				if ev, d, _, ok := nextEvent(append(buf[off:len(buf):len(buf)], '\n', '\n')); ok && json.Valid(d) && !preamble(ev, d) {
+					return buf, ev, d, rerr
+				}
+			}
+			return buf, "", nil, rerr
+		}
 		if len(buf) >= maxFirstEvent {
 			return buf, "", nil, nil
 		}
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, rerr := r.Read(buf[len(buf):min(cap(buf), maxFirstEvent)])
+		var n int
+		n, rerr = r.Read(buf[len(buf):min(cap(buf), maxFirstEvent)])
 		buf = buf[:len(buf)+n]
-		if rerr != nil {
-			if errors.Is(rerr, io.EOF) { // a last event without its blank line
-				if ev, d, _, ok := nextEvent(append(buf[off:len(buf):len(buf)], '\n', '\n')); ok && !preamble(ev, d) {
-					return buf, ev, d, rerr
-				}
-			}
-			return buf, "", nil, rerr
-		}
 	}
 }
 
@@ -93,7 +97,8 @@ func nextEvent(b []byte) (event string, data []byte, n int, ok bool) {
 // preamble reports whether an event carries nothing the caller reads as
 // output and cannot fail: Anthropic's message_start, ping and the start
 // of an empty text or thinking block; the Responses API's
-// response.created and response.in_progress; a chat chunk whose choices
+// response.created, response.in_progress and the announcements of an
+// output item or content part; a chat chunk whose choices
 // carry only a role (or none, as Azure's prompt-filter chunk).
 func preamble(event string, data []byte) bool {
 	if event == "ping" {
@@ -121,7 +126,8 @@ func preamble(event string, data []byte) bool {
 		return false
 	}
 	switch ev.Type {
-	case "ping", "message_start", "response.created", "response.in_progress":
+	case "ping", "message_start", "response.created", "response.in_progress",
+		"response.output_item.added", "response.content_part.added": // an item or part announced, no output yet
 		return true
 	case "content_block_start":
 		cb := ev.ContentBlock

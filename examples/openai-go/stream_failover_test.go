@@ -8,9 +8,9 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"

@@ -84,6 +84,9 @@ func (o *OpenAI) openStream(ctx, actx context.Context, m Member[*openai.Client],
 		if err == nil && failedChunk(first) {
 			err = failedChunkError()
 		}
+		if err == nil {
+			err = errorChunk(raw)
+		}
 	} else if err == nil {
 		err = errors.New("failover: the client returned neither a stream nor an error")
 	}
@@ -131,6 +134,33 @@ func (o *OpenAI) openFailure(ctx, actx context.Context, err error, timedOut, att
 // the pool redacts errors in place.
 func failedChunkError() error {
 	return &openai.APIError{Type: "server_error", Message: `failover: the first chunk ended with finish_reason "error"`}
+}
+
+// errorChunk returns the failure of a first chunk that is an error and no
+// chunk: an "error" member (a string, as xAI sends "Timed out waiting for
+// first token", or an object) and no choices, which go-openai decodes as
+// an empty chunk; nil otherwise.
+func errorChunk(raw []byte) error {
+	var c struct {
+		Error   json.RawMessage   `json:"error"`
+		Code    any               `json:"code"` // xAI's, beside a string error
+		Type    string            `json:"type"`
+		Choices []json.RawMessage `json:"choices"`
+	}
+	if json.Unmarshal(raw, &c) != nil || len(c.Error) == 0 || string(c.Error) == "null" || len(c.Choices) > 0 {
+		return nil
+	}
+	err := eventError(raw)
+	var ae *openai.APIError
+	if errors.As(err, &ae) {
+		if ae.Code == nil {
+			ae.Code = c.Code
+		}
+		if ae.Type == "" {
+			ae.Type = c.Type
+		}
+	}
+	return err
 }
 
 // failedChunk reports whether c ends the stream with finish_reason "error"

@@ -56,6 +56,9 @@ func completionFailure(raw []byte) error {
 	if json.Unmarshal(raw, &c) != nil {
 		return nil
 	}
+	if err := errorChunk(raw); err != nil {
+		return err
+	}
 	for _, ch := range c.Choices {
 		if ch.FinishReason == "error" && ch.Text == "" {
 			return failedChunkError()

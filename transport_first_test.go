@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -129,4 +130,53 @@ func TestTransportFirstEventLastAnswer(t *testing.T) {
 	assert.Equal(t, "overloaded_error", parsed.Error.Type)
 	assert.Equal(t, failover.ReasonOverloaded, statusOf(p, "a").Reason)
 	assert.Equal(t, int64(1), a.calls.Load())
+}
+
+// dataEOFUpstream answers a 200 event stream whose last Read returns its
+// bytes together with io.EOF, as net/http does when a chunked body's last
+// chunk and its end arrive together.
+type dataEOFUpstream struct {
+	body  string
+	calls atomic.Int64
+}
+
+func (u *dataEOFUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	u.calls.Add(1)
+	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}},
+		Body: io.NopCloser(iotest.DataErrReader(strings.NewReader(u.body))), ContentLength: -1, Request: r}, nil
+}
+
+// A whole stream that arrives in one Read with io.EOF is read past its
+// preamble (regression: only its first event was looked at, and a healthy
+// stream failed as "ended before its first event"); a stream cut inside
+// its first content event fails over.
+func TestTransportFirstEventLastRead(t *testing.T) {
+	cut := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel"
+	for _, tc := range []struct {
+		name, first string
+		failsOver   bool
+	}{
+		{"whole stream in one read", anthropicOK, false},
+		{"cut inside the first content event", cut, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := &dataEOFUpstream{body: tc.first}, &sseUpstream{body: anthropicOK}
+			p, err := failover.New([]failover.Member[failover.Upstream]{
+				{Name: "a", Client: failover.Upstream{BaseURL: "https://a.example", Key: "a-key-123456", Transport: a}},
+				{Name: "b", Priority: 1, Client: failover.Upstream{BaseURL: "https://b.example", Key: "b-key-123456", Transport: b}},
+			})
+			require.NoError(t, err)
+			resp := do(t, failover.NewTransport(p), http.MethodPost, "http://x/v1/messages", `{"model":"m","stream":true}`)
+			got, err := readToEnd(resp.Body)
+			_ = resp.Body.Close()
+			require.ErrorIs(t, err, io.EOF)
+			assert.Equal(t, anthropicOK, got)
+			want := "a"
+			if tc.failsOver {
+				want = "b"
+			}
+			assert.Equal(t, want, resp.Header.Get("X-Failover-Member"))
+		})
+	}
 }

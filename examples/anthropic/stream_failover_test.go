@@ -319,9 +319,6 @@ func TestSFAnthropicErrorEventEchoingKeyIsRedacted(t *testing.T) {
 // the stream ends before any event ... the call fails over") it should
 // fail over to B.
 func TestSFAnthropicCutInsideFirstEvent(t *testing.T) {
-	t.Skip("BUG: firstEvent (transport_first.go:49-53) completes a trailing partial event at EOF by appending a blank line; " +
-		"its truncated JSON is not a preamble, so it is taken as the first event and the cut stream goes to the SDK " +
-		"(which reads io.ErrUnexpectedEOF) instead of failing over to B")
 	srv := newSFServer(t, map[string][]string{
 		sfKeyA: {sfMessageStart + "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel"},
 		sfKeyB: {sfHealthy("ok")},
@@ -342,12 +339,6 @@ func TestSFAnthropicCutInsideFirstEvent(t *testing.T) {
 // a preamble plus an error event arriving that way must fail over as
 // overloaded, not as a network error.
 func TestSFAnthropicStreamEndingInOneRead(t *testing.T) {
-	t.Skip("BUG: firstEvent (transport_first.go:49-53): when a Read returns bytes together with io.EOF, only the first " +
-		"unparsed event (buf[off:]) is looked at; when it is a preamble (message_start) the rest is never parsed and the " +
-		"healthy stream is reported as 'the stream ended before its first event' (ReasonNetwork) and fails over; with one member " +
-		"the SDK gets a *url.Error for a complete 200 answer. Likewise an overloaded_error after message_start is read as a network " +
-		"error, so the single-member SDK gets no 529. net/http's body returns (n, io.EOF) when the last chunk and the chunked " +
-		"terminator arrive together (httptest: write everything, return).")
 	t.Run("healthy, one member", func(t *testing.T) {
 		srv := newSFServer(t, map[string][]string{sfKeyB: {sfHealthy("ok")}})
 		srv.endAtOnce = true

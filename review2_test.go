@@ -261,4 +261,3 @@ func TestReviewReasoningStreamTimesOutOnPreamble(t *testing.T) {
 		assert.Equal(t, failover.Active, statusOf(p, "a").State)
 	})
 }
-

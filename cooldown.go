@@ -212,7 +212,7 @@ func (s *memberState) acquire(sel *selection) (grant, bool) {
 	if sel.minContext > 0 && !s.lim.Load().fits(sel.tokens, sel.minContext) {
 		return s.pass(sel, skipLimited)
 	}
-	if s.lacking.Load() != nil && s.lacks(sel.model, sel.now()) {
+	if sel.model != "" && s.lacking.Load() != nil && s.lacks(sel.model, sel.now()) {
 		return s.pass(sel, skipModel)
 	}
 	epoch := s.epoch.Load()
@@ -297,7 +297,7 @@ func (s *memberState) unready(sel *selection) skipCause {
 	if !s.lim.Load().fits(sel.tokens, sel.minContext) {
 		return skipLimited
 	}
-	if s.lacking.Load() != nil && s.lacks(sel.model, sel.now()) {
+	if sel.model != "" && s.lacking.Load() != nil && s.lacks(sel.model, sel.now()) {
 		return skipModel
 	}
 	switch ph := s.phase.Load(); ph {
@@ -595,6 +595,7 @@ func (s *memberState) setEnabled(on bool) (ch change) {
 	if on {
 		s.lane, s.level, s.reason, s.failCount, s.okCount, s.manual, s.relapsed = LaneNone, 0, "", 0, 0, false, false
 		s.until, s.stable, s.window = time.Time{}, time.Time{}, 0
+		s.lacking.Store(nil) // the models it lacked too: an operator's Enable starts it afresh
 		s.dirty.Store(false)
 		s.phase.Store(phaseActive)
 		s.epoch.Add(1)

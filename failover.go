@@ -399,8 +399,10 @@ func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant
 	f.v = p.verdict(ctx, err, f.at)
 	classified = true
 	if f.v.Reason == ReasonNotFound && clk.model != "" && m.Model == "" {
-		p.lacked(ctx, m.st, g, err, clk.model, f.at, n) // the caller's model, not the member
-		return f
+		if what := missing(err); what != missingNothing { // the caller's model or feature, not the member
+			p.lacked(ctx, m.st, g, err, clk.model, what == missingModel, f.at, n)
+			return f
+		}
 	}
 	f.until = p.failed(ctx, c, m.Group, m.st, g, err, f.v, f.at, n)
 	return f

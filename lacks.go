@@ -3,7 +3,9 @@ package failover
 import (
 	"context"
 	"errors"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -70,12 +72,18 @@ func (s *memberState) lackModel(g grant, model string, until time.Time, errText 
 			}
 		}
 	}
-	next = append(next, lack{model: model, until: until})
+	if until.After(now) {
+		next = append(next, lack{model: model, until: until})
+	}
 	if len(next) > maxLacks {
 		slices.SortFunc(next, func(a, b lack) int { return b.until.Compare(a.until) })
 		next = next[:maxLacks]
 	}
-	s.lacking.Store(&next)
+	if len(next) == 0 {
+		s.lacking.Store(nil) // nothing lacked: the selection's check stays one load
+	} else {
+		s.lacking.Store(&next)
+	}
 	if g.probe && g.epoch == s.epoch.Load() && s.phase.Load() == phaseProbing {
 		s.phase.Store(phaseCooling) // the probe says nothing of the member: give its slot back
 		return change{wake: true}
@@ -83,15 +91,52 @@ func (s *memberState) lackModel(g grant, model string, until time.Time, errText 
 	return change{}
 }
 
-// lacked settles an attempt on st that failed with not_found for the
-// call's model, which the member passes through from the caller: the
-// member is skipped for that model only, for the permanent lane's base
-// window, and stays in rotation for every other.
-func (p *Pool[C]) lacked(ctx context.Context, st *memberState, g grant, err error, model string, now time.Time, n int) {
+// lacked settles an attempt on st that failed with not_found for what
+// the caller asked of a member that passes the caller's model through:
+// for the model itself (record), the member is skipped for that model
+// only, for the permanent lane's base window; for a feature of the
+// request (tools, streaming) the call fails over and nothing is kept.
+// Either way the member stays in rotation for every other call.
+func (p *Pool[C]) lacked(ctx context.Context, st *memberState, g grant, err error, model string, record bool, now time.Time, n int) {
 	st.calls.end()
-	until := now.Add(p.set.cooldowns.Permanent.Base)
+	until := now
+	if record {
+		until = now.Add(p.set.cooldowns.Permanent.Base)
+	}
 	ch := st.lackModel(g, model, until, keptText(err), now)
 	p.freed(st)
 	p.record(st, ch)
 	p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: ReasonNotFound, Err: p.redacted(err), Attempt: n})
+}
+
+// through reports whether a member of the pool passes the caller's model
+// through, so that the call's model matters (see ForModel).
+func (p *Pool[C]) through() bool { return p != nil && p.cfg.Load().through }
+
+// What a not_found of a pass-through member is about.
+const (
+	missingNothing = iota // nothing says: a wrong base URL, an endpoint it lacks
+	missingModel          // the model: model_not_found and its wordings
+	missingFeature        // a feature of this request the model lacks here: tools, streaming
+)
+
+// Source: the not_found codes and text rules (codes.go, textrules.go) that
+// name the model, and those that name one feature of the request.
+var (
+	modelGone      = regexp.MustCompile(`(?i)model_not_found|model not found|model .{0,80}does not exist|model (?:does )?not exists?|no such model|unknown model|invalid model|not a valid model|decommissioned|model_is_deactivated|model_not_available|deploymentnotfound|no endpoints found|not allowed to use publisher model|unable to access (?:non-serverless )?model|models/\S+ is not found`)
+	featureRefused = regexp.MustCompile(`(?i)does not support|not supported (?:with|by|on|for) this|must be verified to|tool choice requires|throughput isn.t supported|operationnotsupported`)
+)
+
+// missing tells what a not_found failure is about, from its codes and
+// text.
+func missing(err error) int {
+	f, _ := structured(err)
+	text := strings.Join([]string{f.codes, f.msg, err.Error()}, " ")
+	switch {
+	case featureRefused.MatchString(text):
+		return missingFeature
+	case modelGone.MatchString(text):
+		return missingModel
+	}
+	return missingNothing
 }

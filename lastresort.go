@@ -49,6 +49,9 @@ func (s *memberState) early(sel *selection) (grant, bool) {
 		return grant{}, false
 	}
 	t := sel.now()
+	if s.lacks(sel.model, t) {
+		return grant{}, false // it lacks the call's model: no probe would tell
+	}
 	s.mu.Lock()
 	ok := s.earlyOK(t)
 	s.mu.Unlock()

@@ -25,7 +25,7 @@ func (o *OpenAI) GetModel(ctx context.Context, modelID string) (openai.Model, er
 			id = m.Model
 		}
 		return m.Client.GetModel(ctx, id)
-	})
+	}, ForModel(modelID))
 }
 
 // Moderations is openai.Client.Moderations with failover.

@@ -119,6 +119,7 @@ type config[C any] struct {
 	groups  map[string][]*memberState
 	byName  map[string]int
 	sec     *secretSet // the members' credentials, redacted from all text
+	through bool       // a member passes the caller's model through (no Model of its own)
 }
 
 type entry[C any] struct {
@@ -225,7 +226,11 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 		if m.Provider == "" {
 			m.Provider = providerOf(m.Client)
 		}
+		if m.Model != "" && st.lacking.Load() != nil {
+			st.lacking.Store(nil) // it serves its own model now: what the caller's lacked no longer applies
+		}
 		c.members[i] = entry[C]{Member: m, st: st}
+		c.through = c.through || m.Model == ""
 		c.byName[m.Name] = i
 		if m.Group != "" {
 			c.groups[m.Group] = append(c.groups[m.Group], st)

@@ -145,8 +145,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if tokens > 0 {
 		opts = append(opts, Tokens(tokens))
 	}
-	if model := requestModel(req.URL.Path, modelHead(raw, body)); model != "" {
-		opts = append(opts, ForModel(model))
+	if t.Pool.through() { // a member may lack the caller's model
+		if model := requestModel(req.URL.Path, body, raw); model != "" {
+			opts = append(opts, ForModel(model))
+		}
 	}
 	ctx := t.Pool.named(req.Context(), operationOfPath(req.URL.Path))
 	resp, err := Do(ctx, t.Pool, func(actx context.Context, m Member[Upstream]) (*http.Response, error) {
@@ -258,28 +260,22 @@ func (t *Transport) replayable(req *http.Request) (func() (io.ReadCloser, []byte
 	return func() (io.ReadCloser, []byte, error) { return io.NopCloser(bytes.NewReader(b)), b, nil }, b, nil
 }
 
+// graceWithin is how long Transport waits after a stream's first events
+// without content: preambleWait, or less so that it ends well within the
+// attempt's deadline, should it have one.
+func graceWithin(actx context.Context) time.Duration {
+	if dl, ok := actx.Deadline(); ok {
+		return min(preambleWait, time.Until(dl)/2)
+	}
+	return preambleWait
+}
+
 // encoded reports whether a response's body is compressed (the caller
 // asked for an encoding itself, so net/http left it as it came): the
 // stream checks and the usage scan cannot read it.
 func encoded(h http.Header) bool {
 	e := strings.TrimSpace(h.Get("Content-Encoding"))
 	return e != "" && !strings.EqualFold(e, "identity")
-}
-
-// modelHead returns the start of a request body that may name its model:
-// raw's, or for a body that replays itself (GetBody), its first
-// maxModelScan bytes, read from a copy.
-func modelHead(raw []byte, body func() (io.ReadCloser, []byte, error)) []byte {
-	if raw != nil {
-		return raw
-	}
-	rc, _, err := body()
-	if err != nil || rc == nil || rc == http.NoBody {
-		return nil
-	}
-	defer rc.Close()
-	b, _ := io.ReadAll(io.LimitReader(rc, maxModelScan))
-	return b
 }
 
 // replayLimit is MaxReplayBody, or its default.
@@ -374,7 +370,7 @@ func send(ctx, actx context.Context, req *http.Request, body func() (io.ReadClos
 		// nothing: the call fails over. The wait for that event is the
 		// attempt's, as on go-openai's path.
 		var body io.ReadCloser
-		if body, err = checkFirstEvent(resp); err == nil {
+		if body, err = checkFirstEvent(resp, graceWithin(actx)); err == nil {
 			resp.Body = body
 		}
 	}

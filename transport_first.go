@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // maxFirstEvent bounds what Transport reads of a stream, within the
@@ -16,18 +17,33 @@ import (
 // over. Past this, the stream goes to the caller unchecked.
 const maxFirstEvent = 64 << 10
 
+// preambleWait bounds how long Transport waits, after events that carry
+// no content, for one that does or for an error: Anthropic's
+// overloaded_error follows its message_start at once, while a reasoning
+// model may say nothing for minutes after response.created.
+const preambleWait = 500 * time.Millisecond
+
 // firstEvent reads r up to the end of the first event that says how the
 // stream goes: one with content, or an error. The events before it that
 // carry none (comments and keep-alives, as OpenRouter sends while a model
 // starts; Anthropic's message_start and ping; a chat chunk with only the
 // role; Responses' response.created) are read too, as the caller gets
-// them. It returns the bytes read, the event's type ("" without an
-// "event:" line) and its data, which is nil when r ended, failed or
-// passed maxFirstEvent first (err says which, if any).
-func firstEvent(r io.Reader) (read []byte, event string, data []byte, err error) {
+// them, but after the first of them only for up to grace: then the
+// stream is handed on, with rest to read after read (a read may be in
+// flight). It returns the bytes read, the event's type ("" without an
+// "event:" line) and its data, which is nil when r ended, failed, passed
+// maxFirstEvent or the grace first (err says which, if any).
+func firstEvent(r io.Reader, grace time.Duration) (read []byte, event string, data []byte, rest io.Reader, err error) {
 	buf := make([]byte, 0, 4096)
 	off := 0 // the start of the first event not parsed yet
 	var rerr error
+	var timer *time.Timer // from the first preamble event on
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	var pending chan readResult // a read in flight, after a preamble event
 	for {
 		for { // every complete event read so far, also those a last Read brought with io.EOF
 			ev, d, n, ok := nextEvent(buf[off:])
@@ -36,7 +52,10 @@ func firstEvent(r io.Reader) (read []byte, event string, data []byte, err error)
 			}
 			off += n
 			if !preamble(ev, d) {
-				return buf, ev, d, nil
+				return buf, ev, d, nil, nil
+			}
+			if timer == nil {
+				timer = time.NewTimer(grace)
 			}
 		}
 		if rerr != nil {
@@ -44,21 +63,70 @@ func firstEvent(r io.Reader) (read []byte, event string, data []byte, err error)
 			// JSON cut in the middle is a stream cut before its first event.
 			if errors.Is(rerr, io.EOF) {
 				if ev, d, _, ok := nextEvent(append(buf[off:len(buf):len(buf)], '\n', '\n')); ok && json.Valid(d) && !preamble(ev, d) {
-					return buf, ev, d, rerr
+					return buf, ev, d, nil, rerr
 				}
 			}
-			return buf, "", nil, rerr
+			return buf, "", nil, nil, rerr
 		}
 		if len(buf) >= maxFirstEvent {
-			return buf, "", nil, nil
+			return buf, "", nil, nil, nil
 		}
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+		if timer == nil { // before any event: the attempt bounds the wait
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			var n int
+			n, rerr = r.Read(buf[len(buf):min(cap(buf), maxFirstEvent)])
+			buf = buf[:len(buf)+n]
+			continue
 		}
-		var n int
-		n, rerr = r.Read(buf[len(buf):min(cap(buf), maxFirstEvent)])
-		buf = buf[:len(buf)+n]
+		if pending == nil {
+			pending = make(chan readResult, 1) // buffered: a read that outlives the wait never blocks
+			go func(ch chan<- readResult) {
+				b := make([]byte, 4096)
+				n, err := r.Read(b)
+				ch <- readResult{b[:n], err}
+			}(pending)
+		}
+		select {
+		case res := <-pending:
+			pending = nil
+			buf, rerr = append(buf, res.b...), res.err
+		case <-timer.C: // no content yet, and none that fails: the stream goes on at the caller's
+			return buf, "", nil, &pendingReader{ch: pending, r: r}, nil
+		}
 	}
+}
+
+// readResult is what one Read returned.
+type readResult struct {
+	b   []byte
+	err error
+}
+
+// pendingReader is the rest of a stream whose next read is in flight: it
+// returns that read's bytes and error, then reads r.
+type pendingReader struct {
+	ch   <-chan readResult
+	head []byte
+	err  error
+	r    io.Reader
+}
+
+func (p *pendingReader) Read(b []byte) (int, error) {
+	if p.ch != nil {
+		res := <-p.ch
+		p.ch, p.head, p.err = nil, res.b, res.err
+	}
+	if len(p.head) > 0 {
+		n := copy(b, p.head)
+		p.head = p.head[n:]
+		return n, nil
+	}
+	if p.err != nil {
+		return 0, p.err
+	}
+	return p.r.Read(b)
 }
 
 // nextEvent parses the first complete event with data in b, and how many
@@ -264,24 +332,26 @@ type replayBody struct {
 // (kind) within the attempt. It returns the upstream's failure when that
 // event is an error, and otherwise the body to hand on, starting again
 // from its first byte.
-func checkFirstEvent(resp *http.Response) (io.ReadCloser, error) {
-	read, event, data, err := firstEvent(resp.Body)
+func checkFirstEvent(resp *http.Response, grace time.Duration) (io.ReadCloser, error) {
+	read, event, data, rest, err := firstEvent(resp.Body, grace)
 	if data != nil {
 		if he := eventFailure(event, data, resp.Header); he != nil {
 			_ = resp.Body.Close()
 			return nil, he
 		}
 	}
-	if data == nil && err != nil { // it ended or failed before its first event: nothing was sent
+	if data == nil && rest == nil && err != nil { // it ended or failed before its first content: nothing was sent
 		_ = resp.Body.Close()
 		if errors.Is(err, io.EOF) {
 			err = errNoFirstEvent
 		}
 		return nil, err
 	}
-	rest := io.Reader(resp.Body)
-	if err != nil {
-		rest = &errReader{err}
+	if rest == nil {
+		rest = resp.Body
+		if err != nil {
+			rest = &errReader{err}
+		}
 	}
 	return replayBody{Reader: io.MultiReader(bytes.NewReader(read), rest), Closer: resp.Body}, nil
 }

@@ -1,7 +1,8 @@
 package failover
 
 import (
-	"bytes"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 )
@@ -160,21 +161,35 @@ func pathModel(path string) string {
 	return path[start : start+end]
 }
 
-// maxModelScan bounds how much of a request body Transport reads for its
-// "model": the field comes first in what SDKs send.
-const maxModelScan = 64 << 10
-
 // requestModel returns the model a request asks for: a Gemini path's, or
-// the top-level "model" of its JSON body (in its first maxModelScan
-// bytes), or "".
-func requestModel(path string, body []byte) string {
+// the top-level "model" of its JSON body, which body yields (SDKs put it
+// anywhere, after a long conversation too); "" if it names none. It reads
+// the body only up to the model.
+func requestModel(path string, body func() (io.ReadCloser, []byte, error), raw []byte) string {
 	if m := pathModel(path); m != "" {
 		return m
 	}
-	if len(body) == 0 || !bytes.Contains(body[:min(len(body), maxModelScan)], []byte(`"model"`)) {
+	s := usageScan{topModel: true}
+	if raw != nil {
+		for len(raw) > 0 && s.modelN == 0 {
+			n := min(len(raw), 32<<10)
+			s.feed(raw[:n])
+			raw = raw[n:]
+		}
+		return s.modelName()
+	}
+	rc, _, err := body()
+	if err != nil || rc == nil || rc == http.NoBody {
 		return ""
 	}
-	var s usageScan
-	s.feed(body[:min(len(body), maxModelScan)])
+	defer rc.Close()
+	buf := make([]byte, 32<<10)
+	for s.modelN == 0 {
+		n, err := rc.Read(buf)
+		s.feed(buf[:n])
+		if err != nil {
+			break
+		}
+	}
 	return s.modelName()
 }

@@ -141,6 +141,7 @@ type usageScan struct {
 	str       [maxModel]byte // the current string's first bytes
 	n         int            // its length so far; past maxUsageKey it matches no key
 	capture   bool           // the current string is a model's value
+	topModel  bool           // take the model only from the top level (a request's)
 	model     [maxModel]byte // the last model seen
 	modelN    int
 	key       usageKey // the string just closed, when it may be a key
@@ -189,7 +190,7 @@ func (s *usageScan) byte(c byte) {
 			s.key, s.colon, s.capture = keyNone, false, false
 			if s.n <= maxUsageKey && (s.in == 0 || s.depth == s.in) {
 				s.key = usageKeyOf(s.str[:s.n], s.in != 0)
-				if s.key == keyModel && s.depth > modelDepth {
+				if s.key == keyModel && (s.depth > modelDepth || (s.topModel && s.depth > 1)) {
 					s.key = keyNone
 				}
 			}

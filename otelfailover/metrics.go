@@ -186,7 +186,9 @@ func (m *Metrics) bind(status func() []failover.Status) {
 	m.regMu.Unlock()
 	_, err := m.Observe(statusFunc(status))
 	m.regMu.Lock()
-	m.err = err
+	if err != nil {
+		m.err = err // a second pool's refusal, set meanwhile, stays otherwise
+	}
 	m.regMu.Unlock()
 }
 

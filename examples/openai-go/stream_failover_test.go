@@ -359,9 +359,6 @@ func TestSFSlowFirstEvent(t *testing.T) {
 			}
 			return sc
 		},
-		"role chunk then silence": func(string) sfScript {
-			return sfScript{status: 200, header: map[string]string{"Content-Type": "text/event-stream"}, steps: []sfStep{{data: sfRole}, {wait: 2 * time.Second, data: sfText("late")}}}
-		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			srv := newSFServer(t, map[string]func(string) sfScript{sfKeyA: a, sfKeyB: sfHealthy("fast")})
@@ -377,6 +374,28 @@ func TestSFSlowFirstEvent(t *testing.T) {
 			sfNoSecrets(t, pool, err)
 		})
 	}
+}
+
+// A role-only chunk and then a long silence (a reasoning model) is the
+// member's stream: after the preamble Transport waits only a moment for
+// content or an error, well within the attempt, and then hands the stream
+// on; the content that comes after the attempt timeout reaches the SDK.
+func TestSFRoleChunkThenLongSilenceIsServed(t *testing.T) {
+	srv := newSFServer(t, map[string]func(string) sfScript{
+		sfKeyA: func(string) sfScript {
+			return sfScript{status: 200, header: map[string]string{"Content-Type": "text/event-stream"}, steps: []sfStep{
+				{data: sfRole}, {wait: 1200 * time.Millisecond, data: sfText("late")}, {data: sfChunk(`{}`, "stop")}, {data: "data: [DONE]\n\n"}}}
+		},
+		sfKeyB: sfHealthy("fast")})
+	client, pool := sfClient(t, srv, []failover.Option{failover.WithAttemptTimeout(300 * time.Millisecond)}, sfKeyA, sfKeyB)
+	text, err := sfDrain(t, sfCtx(t, 5*time.Second), client, sfParams)
+	if err != nil || text != "late" {
+		t.Fatalf("text %q err %v, want A's late answer", text, err)
+	}
+	if st := pool.Status()[0]; st.Failures != 0 {
+		t.Fatalf("A counted %d failures, want none", st.Failures)
+	}
+	sfNoSecrets(t, pool, err)
 }
 
 // A first event that came in time is never cut by the attempt timeout.

@@ -11,7 +11,7 @@ import (
 	"github.com/llmfailover/failover"
 )
 
-// REVIEW (design gap, not a contract violation): Anthropic sends its
+// Regression (a design gap the review found): Anthropic sends its
 // mid-stream overloaded_error after message_start (and a ping), before any
 // content block. The caller has received no text, yet the check stops at
 // message_start, so the error reaches the SDK instead of failing over.

@@ -9,7 +9,7 @@ import (
 	"github.com/llmfailover/failover"
 )
 
-// REVIEW: parseEnvelope keeps partial decodes only for *json.UnmarshalTypeError.
+// Regression (found by review): parseEnvelope keeps partial decodes only for *json.UnmarshalTypeError.
 // A retry_after that is a string but not a number ("30s") makes json.Number
 // fail with a plain error, which aborts the decode: the RetryInfo beside it
 // is lost, the very case 6dd8e77 says it fixed.

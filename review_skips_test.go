@@ -40,7 +40,7 @@ func (s *skipCounter) take() map[string]int {
 	return n
 }
 
-// REVIEW: Hooks.Skip says "once per call and member, as Status.Skipped
+// Regression (found by review): Hooks.Skip says "once per call and member, as Status.Skipped
 // counts"; the README says the same. Under Weighted, every draw that lands
 // on a member that cannot serve calls the hook (and counts a skip), so a
 // heavy disabled member is reported up to drawTries (8) times by one call.
@@ -62,7 +62,7 @@ func TestReviewSkipHookOncePerCallWeighted(t *testing.T) {
 	assert.LessOrEqual(t, status(t, p, "a").Skipped.Disabled, uint64(50), "skips counted for 50 calls")
 }
 
-// REVIEW: with stickiness, a sticky member that cannot serve is passed over
+// Regression (found by review): with stickiness, a sticky member that cannot serve is passed over
 // twice by one selection: once by pick's sticky check, once by the tier scan.
 func TestReviewSkipStickyCountedTwice(t *testing.T) {
 	var sc skipCounter
@@ -83,7 +83,7 @@ func TestReviewSkipStickyCountedTwice(t *testing.T) {
 	assert.Equal(t, uint64(1), status(t, p, "b").Skipped.Disabled-before, "skips of b counted by one call")
 }
 
-// REVIEW: WithWaitForRecovery: the selection after a wait is not marked
+// Regression (found by review): WithWaitForRecovery: the selection after a wait is not marked
 // "again", so one call counts (and reports) the same member once per wait.
 func TestReviewSkipCountedAgainAfterWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -105,7 +105,7 @@ func TestReviewSkipCountedAgainAfterWait(t *testing.T) {
 	})
 }
 
-// REVIEW: the Usage hook runs with usageMeter.mu held (usage.go report is
+// Regression (found by review): the Usage hook runs with usageMeter.mu held (usage.go report is
 // called under u.mu from read and flush). A hook that closes the body (or
 // anything that waits for a Close on another goroutine) deadlocks.
 func TestReviewUsageHookRunsUnderLock(t *testing.T) {
@@ -133,7 +133,7 @@ func TestReviewUsageHookRunsUnderLock(t *testing.T) {
 	<-closed
 }
 
-// REVIEW: a caller that asks for a compressed answer itself (Accept-Encoding:
+// Regression (found by review): a caller that asks for a compressed answer itself (Accept-Encoding:
 // gzip) gets the upstream's gzip body: net/http does not decompress it. The
 // first-event check parses the compressed bytes, finds no event, and fails
 // a healthy stream over as "ended before its first event".
@@ -161,7 +161,7 @@ func TestReviewFirstEventGzipStream(t *testing.T) {
 	assert.Equal(t, 0, int(statusOf(p, "a").Failures))
 }
 
-// REVIEW: the opposite of counting twice: after a failed attempt every
+// Regression (found by review): the opposite of counting twice: after a failed attempt every
 // later selection of the call counts nothing (selection.again), so a member
 // the call first passes over after a failure is never counted nor
 // reported, though the call passed it over.

@@ -398,7 +398,7 @@ func (p *Pool[C]) settle(ctx context.Context, c *config[C], m *entry[C], g grant
 	}()
 	f.v = p.verdict(ctx, err, f.at)
 	classified = true
-	if f.v.Reason == ReasonNotFound && clk.model != "" && m.Model == "" {
+	if f.v.Reason == ReasonNotFound && clk.model != "" && m.Model == "" && p.stillThrough(m.Name) {
 		if what := missing(err); what != missingNothing { // the caller's model or feature, not the member
 			p.lacked(ctx, m.st, g, err, clk.model, what == missingModel, f.at, n)
 			return f

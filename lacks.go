@@ -109,6 +109,15 @@ func (p *Pool[C]) lacked(ctx context.Context, st *memberState, g grant, err erro
 	p.emit(ctx, Event{Kind: EventAttemptFailed, Member: st.name, Reason: ReasonNotFound, Err: p.redacted(err), Attempt: n})
 }
 
+// stillThrough reports whether the member called name passes the caller's
+// model through in the pool's current members: an Update that gave it a
+// Model while an attempt was in flight makes that attempt's lack moot.
+func (p *Pool[C]) stillThrough(name string) bool {
+	c := p.cfg.Load()
+	i, ok := c.byName[name]
+	return ok && c.members[i].Model == ""
+}
+
 // through reports whether a member of the pool passes the caller's model
 // through, so that the call's model matters (see ForModel).
 func (p *Pool[C]) through() bool { return p != nil && p.cfg.Load().through }
@@ -123,8 +132,8 @@ const (
 // Source: the not_found codes and text rules (codes.go, textrules.go) that
 // name the model, and those that name one feature of the request.
 var (
-	modelGone      = regexp.MustCompile(`(?i)model_not_found|model not found|model .{0,80}does not exist|model (?:does )?not exists?|no such model|unknown model|invalid model|not a valid model|decommissioned|model_is_deactivated|model_not_available|deploymentnotfound|no endpoints found|not allowed to use publisher model|unable to access (?:non-serverless )?model|models/\S+ is not found`)
-	featureRefused = regexp.MustCompile(`(?i)does not support|not supported (?:with|by|on|for) this|must be verified to|tool choice requires|throughput isn.t supported|operationnotsupported`)
+	modelGone      = regexp.MustCompile(`(?i)model_not_found|model not found|model .{0,80}does not exist|model (?:does )?not exists?|no such model|unknown model|invalid model|not a valid model|decommissioned|model_is_deactivated|model_not_available|deploymentnotfound|no endpoints found|not allowed to use publisher model|unable to access (?:non-serverless )?model|models/\S+ is not found|model .{0,80}not found|^model: \S|not_found_error.{0,40}model:|not a chat model`)
+	featureRefused = regexp.MustCompile(`(?i)no endpoints found (?:that|matching)|does not support|not supported (?:with|by|on|for) this|must be verified to|tool choice requires|throughput isn.t supported|operationnotsupported`)
 )
 
 // missing tells what a not_found failure is about, from its codes and

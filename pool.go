@@ -227,7 +227,9 @@ func (p *Pool[C]) build(members []Member[C], old *config[C]) (*config[C], error)
 			m.Provider = providerOf(m.Client)
 		}
 		if m.Model != "" && st.lacking.Load() != nil {
+			st.mu.Lock()
 			st.lacking.Store(nil) // it serves its own model now: what the caller's lacked no longer applies
+			st.mu.Unlock()
 		}
 		c.members[i] = entry[C]{Member: m, st: st}
 		c.through = c.through || m.Model == ""

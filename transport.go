@@ -146,7 +146,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		opts = append(opts, Tokens(tokens))
 	}
 	if t.Pool.through() { // a member may lack the caller's model
-		if model := requestModel(req.URL.Path, body, raw); model != "" {
+		if model := requestModel(req.URL.Path, req.Header.Get("Content-Type"), body, raw); model != "" {
 			opts = append(opts, ForModel(model))
 		}
 	}

@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/url"
@@ -161,35 +162,58 @@ func pathModel(path string) string {
 	return path[start : start+end]
 }
 
+// maxModelScan bounds how much of a JSON request body Transport reads to
+// find its top-level "model" (SDKs put it after the conversation too).
+const maxModelScan = 4 << 20
+
 // requestModel returns the model a request asks for: a Gemini path's, or
-// the top-level "model" of its JSON body, which body yields (SDKs put it
-// anywhere, after a long conversation too); "" if it names none. It reads
-// the body only up to the model.
-func requestModel(path string, body func() (io.ReadCloser, []byte, error), raw []byte) string {
+// the top-level "model" of its JSON body, in its first maxModelScan
+// bytes, which body yields; "" if it names none. It reads the body only
+// up to the model, and not at all unless it is JSON (a multipart upload
+// names its model in a form field, which is not read).
+func requestModel(path, contentType string, body func() (io.ReadCloser, []byte, error), raw []byte) string {
 	if m := pathModel(path); m != "" {
 		return m
 	}
-	s := usageScan{topModel: true}
-	if raw != nil {
-		for len(raw) > 0 && s.modelN == 0 {
-			n := min(len(raw), 32<<10)
-			s.feed(raw[:n])
-			raw = raw[n:]
-		}
-		return s.modelName()
-	}
-	rc, _, err := body()
-	if err != nil || rc == nil || rc == http.NoBody {
+	if contentType != "" && !strings.Contains(contentType, "json") {
 		return ""
 	}
-	defer rc.Close()
+	s := usageScan{topModel: true}
+	var rd io.Reader
+	if raw != nil {
+		rd = bytes.NewReader(raw)
+	} else {
+		rc, _, err := body()
+		if err != nil || rc == nil || rc == http.NoBody {
+			return ""
+		}
+		defer rc.Close()
+		rd = rc
+	}
 	buf := make([]byte, 32<<10)
-	for s.modelN == 0 {
-		n, err := rc.Read(buf)
+	for read := 0; s.modelN == 0 && read < maxModelScan; {
+		n, err := rd.Read(buf)
+		if read == 0 && n > 0 && firstNonSpace(buf[:n]) != '{' {
+			return "" // not a JSON object
+		}
 		s.feed(buf[:n])
+		read += n
 		if err != nil {
 			break
 		}
 	}
 	return s.modelName()
+}
+
+// firstNonSpace returns the first byte of b that is not JSON whitespace,
+// or 0.
+func firstNonSpace(b []byte) byte {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return c
+		}
+	}
+	return 0
 }

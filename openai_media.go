@@ -25,7 +25,7 @@ func (o *OpenAI) CreateImage(ctx context.Context, req openai.ImageRequest) (open
 			r.Model = m.Model
 		}
 		return m.Client.CreateImage(ctx, r)
-	})
+	}, ForModel(req.Model))
 }
 
 // CreateEditImage is openai.Client.CreateEditImage with failover. The
@@ -47,7 +47,7 @@ func (o *OpenAI) CreateEditImage(ctx context.Context, req openai.ImageEditReques
 			r.Model = m.Model
 		}
 		return m.Client.CreateEditImage(ctx, r)
-	})
+	}, ForModel(req.Model))
 }
 
 // CreateVariImage is openai.Client.CreateVariImage with failover. The
@@ -64,7 +64,7 @@ func (o *OpenAI) CreateVariImage(ctx context.Context, req openai.ImageVariReques
 			r.Model = m.Model
 		}
 		return m.Client.CreateVariImage(ctx, r)
-	})
+	}, ForModel(req.Model))
 }
 
 // CreateSpeech is openai.Client.CreateSpeech with failover. The caller
@@ -76,7 +76,7 @@ func (o *OpenAI) CreateSpeech(ctx context.Context, req openai.CreateSpeechReques
 			r.Model = openai.SpeechModel(m.Model)
 		}
 		return m.Client.CreateSpeech(ctx, r)
-	})
+	}, ForModel(string(req.Model)))
 }
 
 // CreateTranscription is openai.Client.CreateTranscription with failover.
@@ -106,7 +106,7 @@ func (o *OpenAI) audio(ctx context.Context, req openai.AudioRequest, call func(*
 			r.Model = m.Model
 		}
 		return call(m.Client, ctx, r)
-	})
+	}, ForModel(req.Model))
 }
 
 // fileBody is a file read into memory once, replayed to each attempt.

@@ -36,7 +36,7 @@ func (o *OpenAI) Moderations(ctx context.Context, req openai.ModerationRequest) 
 			r.Model = m.Model
 		}
 		return m.Client.Moderations(ctx, r)
-	})
+	}, ForModel(req.Model))
 }
 
 // textTokens estimates the tokens of n bytes of text, as [EstimateTokens]

@@ -144,8 +144,8 @@ func Tokens(n int) CallOption {
 // caller's model through (those with no Model of their own): one that
 // answers not_found for it is skipped for that model only, for the
 // permanent lane's base window, instead of being benched for every call
-// (see Status.Lacks). [OpenAI]'s chat, completion, embedding and
-// Responses methods and [Transport] name the model themselves.
+// (see Status.Lacks). [OpenAI]'s methods that take a model and
+// [Transport] name the model themselves.
 func ForModel(model string) CallOption {
 	return func(c callSettings) callSettings { c.model = model; return c }
 }

@@ -71,9 +71,10 @@ var textRules = []textRule{
 	rule(ReasonRateLimit, "litellm, openai-python", `ratelimiterror`),
 	rule(ReasonOverloaded, "litellm, Bedrock", `serviceunavailableerror|serviceunavailableexception`),
 	rule(ReasonBadRequest, "litellm, openai-python", `badrequesterror|unprocessableentityerror`),
+	rule(ReasonNetwork, "litellm, openai-python, anthropic-sdk-python, httpx", `apiconnectionerror|connecterror`),
 	// The wire, when only text is left.
 	rule(ReasonTimeout, "Go, Node, Python SDKs", `timeout|timed out|deadline exceeded|etimedout`),
-	rule(ReasonNetwork, "Go, Node, Python, Bun SDKs", `connection (?:refused|reset|error|closed|aborted|failed)|socket connection was closed|econnrefused|econnreset|econnaborted|enotfound|eai_again|epipe|socket hang up|broken pipe|no such host|getaddrinfo|dial tcp|tls:|tls handshake|x509:|unexpected eof|goaway|server closed|malformed http|transport connection broken|fetch failed|failed to fetch|unable to connect|socket disconnected|secure tls connection|typo in the url or port|stream error: stream id|network (?:error|is unreachable)|failed to connect to all addresses|tcp handshake|unexpected end of json input`),
+	rule(ReasonNetwork, "Go, Node, Python, Bun SDKs", `connection (?:refused|reset|error|closed|aborted|failed)|socket connection was closed|econnrefused|econnreset|econnaborted|enotfound|eai_again|epipe|socket hang up|broken pipe|no such host|getaddrinfo|dial tcp|tls:|tls handshake|x509:|unexpected eof|goaway|server closed|malformed http|transport connection broken|fetch failed|failed to fetch|unable to connect|socket disconnected|secure tls connection|typo in the url or port|stream error: stream id|network (?:error|is unreachable)|failed to connect to all addresses|tcp handshake|unexpected end of json input|failed to establish a new connection|actively refused|no connection could be made|connection attempts failed|cannot connect to host|connect call failed`),
 	rule(ReasonServer, "OpenAI, Anthropic, Gemini", `internal server error|bad gateway|internal error|server_error|server error|api_error|upstream connect error|origin (?:is )?down|web server is down`),
 }
 

@@ -63,9 +63,6 @@ type sfServer struct {
 	mu     sync.Mutex
 	bodies map[string][]string // key -> events
 	calls  map[string]*atomic.Int32
-	// endAtOnce ends the body right after the last event, so that the
-	// last bytes and the end of the body come in one Read.
-	endAtOnce bool
 }
 
 func newSFServer(t *testing.T, scripts map[string][]string) *sfServer {
@@ -95,11 +92,6 @@ func newSFServer(t *testing.T, scripts map[string][]string) *sfServer {
 		for _, e := range evs {
 			_, _ = w.Write([]byte(e))
 			fl.Flush()
-		}
-		if !s.endAtOnce {
-			// The end of the body comes in a read of its own, as it
-			// mostly does on a real network.
-			time.Sleep(20 * time.Millisecond)
 		}
 	}))
 	t.Cleanup(s.Close)
@@ -341,7 +333,6 @@ func TestSFAnthropicCutInsideFirstEvent(t *testing.T) {
 func TestSFAnthropicStreamEndingInOneRead(t *testing.T) {
 	t.Run("healthy, one member", func(t *testing.T) {
 		srv := newSFServer(t, map[string][]string{sfKeyB: {sfHealthy("ok")}})
-		srv.endAtOnce = true
 		client, pool := sfClient(t, srv, sfKeyB)
 		text, err := sfDrain(t, client)
 		if err != nil || text != "ok" {
@@ -351,7 +342,6 @@ func TestSFAnthropicStreamEndingInOneRead(t *testing.T) {
 	})
 	t.Run("overloaded, one member", func(t *testing.T) {
 		srv := newSFServer(t, map[string][]string{sfKeyA: {sfMessageStart + sfPing + sfOverloaded}})
-		srv.endAtOnce = true
 		client, pool := sfClient(t, srv, sfKeyA)
 		_, err := sfDrain(t, client)
 		var ae *anthropic.Error

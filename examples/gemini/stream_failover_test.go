@@ -58,7 +58,6 @@ func newSFServer(t *testing.T, resp map[string][]string) *sfServer {
 			_, _ = w.Write([]byte(c))
 			fl.Flush()
 		}
-		time.Sleep(20 * time.Millisecond) // the end of the body in a read of its own
 	}))
 	t.Cleanup(s.Close)
 	return s

@@ -45,9 +45,6 @@ type sfScript struct {
 	header map[string]string
 	steps  []sfStep
 	gzip   bool // gzip-encode the body (when the request accepts it)
-	// endAtOnce ends the body right after its last write, so that the
-	// last bytes and the end of the body come in one Read.
-	endAtOnce bool
 }
 
 type sfServer struct {
@@ -106,9 +103,6 @@ func newSFServer(t *testing.T, scripts map[string]func(model string) sfScript) *
 		}
 		if gz != nil {
 			_ = gz.Close()
-		}
-		if !sc.endAtOnce {
-			time.Sleep(20 * time.Millisecond) // the end of the body in a read of its own
 		}
 	}))
 	t.Cleanup(s.Close)
@@ -469,7 +463,7 @@ func TestSFStreamEndingInOneRead(t *testing.T) {
 		for _, st := range sc.steps {
 			all.WriteString(st.data)
 		}
-		sc.steps, sc.endAtOnce = []sfStep{{data: all.String()}}, true
+		sc.steps = []sfStep{{data: all.String()}}
 		return sc
 	}
 	srv := newSFServer(t, map[string]func(string) sfScript{sfKeyA: one})
